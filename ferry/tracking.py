@@ -1,0 +1,188 @@
+"""MLflow: the only module of the library that imports it (runs, params, models, registry).
+
+Default store: SQLite under ``mlruns/`` with artifacts beside it, so a fresh clone needs no
+server; ``tracking.uri`` or MLFLOW_TRACKING_URI point a team at its own server instead.
+Every call names its run id explicitly (no fluent "active run"), because Prefect may run tasks
+in other threads. Registration is all-or-nothing: a version is created only after its model
+logged completely, and is deleted again if anything fails before the alias is set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from ferry.config import FerryConfig
+
+INPUT_EXAMPLE = ["A gripping, beautifully acted film."]
+
+
+def tracking_uri(cfg: FerryConfig, root: Path) -> str:
+    """Config, then MLFLOW_TRACKING_URI, then the embedded SQLite store under mlruns/."""
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = (root / "mlruns").resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def client(cfg: FerryConfig, root: Path) -> MlflowClient:
+    """A client bound to the configured store (also sets the process-wide URIs for pyfunc)."""
+    uri = tracking_uri(cfg, root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _experiment_id(mc: MlflowClient, cfg: FerryConfig, root: Path) -> str:
+    exp = mc.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if mc.tracking_uri.startswith("sqlite:"):
+        location = (root / "mlruns" / "artifacts").resolve().as_uri()
+    try:
+        return mc.create_experiment(cfg.tracking.experiment, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent run
+        return mc.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+
+
+def start_run(cfg: FerryConfig, root: Path, run_name: str, tags: dict[str, str]) -> str:
+    """Create the run, log the flattened config as params and the YAML as an artifact."""
+    mc = client(cfg, root)
+    run = mc.create_run(_experiment_id(mc, cfg, root), run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    params = [mlflow.entities.Param(k, v[:6000]) for k, v in cfg.flat().items()]
+    for start in range(0, len(params), 100):
+        mc.log_batch(run_id, params=params[start:start + 100])
+    mc.log_text(run_id, cfg.to_yaml(), "config.yaml")
+    return run_id
+
+
+def set_tags(cfg: FerryConfig, root: Path, run_id: str, tags: dict[str, Any]) -> None:
+    mc = client(cfg, root)
+    mc.log_batch(run_id, tags=[mlflow.entities.RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_metrics(cfg: FerryConfig, root: Path, run_id: str, metrics: dict[str, float],
+                step: int = 0) -> None:
+    mc = client(cfg, root)
+    now = int(time.time() * 1000)
+    batch = [mlflow.entities.Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for start in range(0, len(batch), 500):
+        mc.log_batch(run_id, metrics=batch[start:start + 500])
+
+
+def epoch_logger(cfg: FerryConfig, root: Path, run_id: str,
+                 prefix: str = "") -> Callable[[int, dict], None]:
+    """Callback for the training loop: per-epoch metrics with the epoch as step."""
+    def log(epoch: int, record: dict) -> None:
+        log_metrics(cfg, root, run_id, {f"{prefix}{k}": v for k, v in record.items()
+                                        if k != "epoch"}, step=epoch)
+    return log
+
+
+def log_artifacts(cfg: FerryConfig, root: Path, run_id: str, paths: list[Path],
+                  folder: str) -> None:
+    mc = client(cfg, root)
+    for path in paths:
+        if path.is_dir():
+            mc.log_artifacts(run_id, str(path), folder)
+        elif path.is_file():
+            mc.log_artifact(run_id, str(path), folder)
+
+
+def end_run(cfg: FerryConfig, root: Path, run_id: str, ok: bool) -> None:
+    client(cfg, root).set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+class TextClassifierModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: raw texts in, label names out."""
+
+    def load_context(self, context: Any) -> None:
+        from ferry.models.classifier import load
+
+        self.model, self.tokenizer, self.meta = load(Path(context.artifacts["model"]))
+
+    def predict(self, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
+        import torch
+
+        from ferry.transfer.batching import encode, text_batches
+        from ferry.transfer.inference import run
+
+        enc = encode(self.tokenizer, list(model_input), [0] * len(model_input),
+                     self.meta["max_length"])
+        logits = run(self.model, text_batches(enc, 64, None), len(enc), torch.device("cpu"))
+        return [self.meta["labels"][i] for i in logits.argmax(1).tolist()]
+
+
+def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
+             tags: dict[str, str], description: str) -> tuple[str, str]:
+    """Log the pyfunc model to the run, register it and point the alias at the new version."""
+    import ferry
+
+    mc = client(cfg, root)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=TextClassifierModel(),
+            artifacts={"model": str(model_dir)}, input_example=INPUT_EXAMPLE,
+            code_paths=[str(Path(ferry.__file__).parent)],
+            pip_requirements=_requirements())
+    name = cfg.tracking.model_name
+    try:
+        mc.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        try:
+            mc.create_registered_model(name, description="Ferry transfer-learning model")
+        except mlflow.exceptions.MlflowException:
+            pass  # a concurrent run created it first
+    version = mc.create_model_version(name, info.model_uri, run_id=run_id, tags=tags,
+                                      description=description)
+    try:
+        _wait_ready(mc, name, version.version)
+        mc.set_registered_model_alias(name, cfg.tracking.alias, version.version)
+    except BaseException:
+        mc.delete_model_version(name, version.version)
+        raise
+    return name, version.version
+
+
+def _wait_ready(mc: MlflowClient, name: str, version: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while mc.get_model_version(name, version).status != "READY":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"model version {name}/{version} not READY after {timeout}s")
+        time.sleep(0.2)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in
+            ("torch", "transformers", "safetensors", "tokenizers", "mlflow", "pydantic",
+             "pyyaml", "pandas", "scikit-learn", "tqdm")]
+
+
+def load_model(cfg: FerryConfig, root: Path, uri: str) -> Any:
+    """Load a registered model, e.g. ``models:/name@challenger`` (used by tests and CLI)."""
+    client(cfg, root)
+    return mlflow.pyfunc.load_model(uri)
+
+
+def registry_state(cfg: FerryConfig, root: Path) -> dict[str, Any]:
+    """Versions and aliases of the configured model (what bad-input tests compare)."""
+    mc = client(cfg, root)
+    try:
+        model = mc.get_registered_model(cfg.tracking.model_name)
+    except mlflow.exceptions.MlflowException:
+        return {"versions": [], "aliases": {}}
+    versions = sorted(v.version for v in mc.search_model_versions(f"name='{model.name}'"))
+    return {"versions": versions, "aliases": dict(model.aliases)}

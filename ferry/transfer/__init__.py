@@ -1,0 +1,1 @@
+"""Transfer: strategies as policy objects over one training loop, batching, checkpoints."""

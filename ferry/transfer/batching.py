@@ -1,0 +1,100 @@
+"""Tokenize once, then batch with dynamic padding and length grouping.
+
+The default texts average ~25 tokens; padding every batch to 128 would spend most of the
+compute on pad tokens. Training batches are drawn from length-sorted chunks (shuffled within
+and across chunks, seeded per epoch) and padded to a multiple of 8 of their longest text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+CHUNK_BATCHES = 50
+
+
+@dataclass
+class Encoded:
+    """Token ids of one split, stored flat with offsets (compact to cache, cheap to slice)."""
+
+    ids: torch.Tensor  # int32, all examples concatenated
+    offsets: torch.Tensor  # int64, len N+1
+    labels: torch.Tensor  # int64, len N
+    pad_id: int
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ids": self.ids, "offsets": self.offsets, "labels": self.labels,
+                "pad_id": self.pad_id}
+
+
+def encode(tokenizer: Any, texts: list[str], labels: list[int], max_length: int) -> Encoded:
+    """Tokenize a split with the source's fast tokenizer, truncating at ``max_length``."""
+    rows = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
+    offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    flat = torch.tensor([t for r in rows for t in r], dtype=torch.int32)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Encoded(flat, offsets, torch.tensor(labels, dtype=torch.int64), int(pad))
+
+
+def collate(enc: Encoded, index: torch.Tensor, multiple: int = 8) -> dict[str, torch.Tensor]:
+    """Pad the examples at ``index`` to their longest length rounded up to ``multiple``."""
+    lens = enc.lengths[index]
+    width = int((int(lens.max()) + multiple - 1) // multiple * multiple)
+    ids = torch.full((len(index), width), enc.pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(index), width), dtype=torch.int64)
+    for row, i in enumerate(index.tolist()):
+        start, end = int(enc.offsets[i]), int(enc.offsets[i + 1])
+        ids[row, : end - start] = enc.ids[start:end]
+        mask[row, : end - start] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": enc.labels[index],
+            "index": index}
+
+
+def train_order(lengths: torch.Tensor, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """Length-grouped, shuffled batches of indices; the same seed gives the same order."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(lengths), generator=gen)
+    chunk = batch_size * CHUNK_BATCHES
+    batches: list[torch.Tensor] = []
+    for start in range(0, len(perm), chunk):
+        part = perm[start:start + chunk]
+        part = part[torch.argsort(lengths[part], stable=True)]
+        batches += list(torch.split(part, batch_size))
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order]
+
+
+def eval_order(lengths: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Length-sorted batches for inference (least padding); callers restore order by index."""
+    return list(torch.split(torch.argsort(lengths, stable=True), batch_size))
+
+
+def text_batches(enc: Encoded, batch_size: int, seed: int | None) -> Iterator[dict]:
+    """Training batches when ``seed`` is given, else inference batches."""
+    order = (train_order(enc.lengths, batch_size, seed) if seed is not None
+             else eval_order(enc.lengths, batch_size))
+    for index in order:
+        yield collate(enc, index)
+
+
+def feature_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                    seed: int | None) -> Iterator[dict]:
+    """Batches of cached pooled features for the linear probe."""
+    if seed is None:
+        order = torch.arange(len(labels))
+    else:
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    for index in torch.split(order, batch_size):
+        yield {"features": features[index], "labels": labels[index], "index": index}

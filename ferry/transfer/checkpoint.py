@@ -1,0 +1,87 @@
+"""Checkpoints a re-run resumes from: written atomically, loaded without pickle.
+
+Each checkpoint holds the model, optimizer, scheduler and RNG state, the epoch, the early
+stopping record, the strategy's freeze state, the config and the data version. It is written
+to a temporary file and renamed, so a kill mid-write never leaves a file that cannot load, and
+it is loaded with ``weights_only=True``. A checkpoint made for another config or data version is
+refused rather than silently reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ferry.errors import CheckpointError
+
+LAST = "last.pt"
+BEST = "best.safetensors"
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    """Stable short hash of what must match for a checkpoint to be reused."""
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Checkpointer:
+    """Reads and writes one run's checkpoints in ``folder``."""
+
+    def __init__(self, folder: Path, identity: dict[str, Any]) -> None:
+        self.folder = folder
+        self.identity = identity
+        self.key = identity_key(identity)
+
+    def load(self) -> dict[str, Any] | None:
+        """The last checkpoint, or None; CheckpointError if it belongs to another run setup."""
+        path = self.folder / LAST
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated file or a pickle payload: never execute it
+            raise CheckpointError(f"{path}: cannot be loaded safely ({exc}); delete it to start "
+                                  "over") from None
+        if state.get("key") != self.key:
+            raise CheckpointError(f"{path} was written for another config or data version "
+                                  f"(key {state.get('key')} != {self.key}); refusing to resume "
+                                  "from it. Delete the folder or change paths.checkpoints.")
+        return state
+
+    def save(self, state: dict[str, Any]) -> Path:
+        """Atomically replace the last checkpoint."""
+        state = {**state, "key": self.key, "identity": json.dumps(self.identity, default=str)}
+        return _atomic(self.folder / LAST, lambda tmp: torch.save(state, tmp))
+
+    def save_best(self, model: nn.Module) -> Path:
+        """Keep the best-so-far weights (safetensors) for the final model."""
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        return _atomic(self.folder / BEST, lambda tmp: save_file(tensors, str(tmp)))
+
+    def load_best(self, model: nn.Module) -> bool:
+        """Load the best weights into ``model`` if they exist."""
+        from safetensors.torch import load_file
+
+        path = self.folder / BEST
+        if not path.is_file():
+            return False
+        model.load_state_dict(load_file(str(path)))
+        return True
+
+
+def _atomic(path: Path, write: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,27 @@
+"""Batched inference (logits or pooled features) in the original example order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from ferry.transfer.loop import to_device
+
+
+@torch.no_grad()
+def run(fn: Callable[[dict], torch.Tensor], batches: Iterable[dict], n: int,
+        device: torch.device, desc: str | None = None) -> torch.Tensor:
+    """Apply ``fn`` to every batch and scatter the rows back by ``batch['index']``."""
+    from tqdm.auto import tqdm
+
+    out: torch.Tensor | None = None
+    for batch in tqdm(batches, desc=desc, leave=False, disable=None if desc else True):
+        index = batch["index"]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            rows = fn(to_device(batch, device)).float().cpu()
+        if out is None:
+            out = torch.empty((n, *rows.shape[1:]), dtype=rows.dtype)
+        out[index] = rows
+    assert out is not None, "no batches"
+    return out

@@ -1,0 +1,142 @@
+"""The one training loop, for every strategy and modality.
+
+It sees a model that maps a batch dict to logits, a batch iterator per epoch and a validation
+function; strategies decide the param groups beforehand. GPU: bf16 autocast and fused AdamW.
+Losses are summed on the device and read once per epoch (no host sync per step). After each
+epoch: validate, keep the best weights, checkpoint; stop early when validation stops improving.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ferry.config import TrainConfig
+from ferry.transfer.checkpoint import Checkpointer
+
+
+@dataclass
+class FitResult:
+    """What training did: per-epoch history and the chosen (best) epoch."""
+
+    best_epoch: int
+    best_metric: float
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU (with denormals flushed: much faster)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        torch.set_flush_denormal(True)
+    return torch.device(name)
+
+
+def make_optimizer(groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused on CUDA."""
+    return torch.optim.AdamW(groups, fused=device.type == "cuda")
+
+
+def warmup_linear(opt: torch.optim.Optimizer, total: int, warmup_ratio: float):
+    """Linear warm-up then linear decay to zero over ``total`` steps."""
+    warm = max(1, math.ceil(total * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[dict]],
+        steps_per_epoch: int, validate: Callable[[nn.Module], dict[str, float]],
+        cfg: TrainConfig, ckpt: Checkpointer | None, extra_state: dict | None = None,
+        on_epoch: Callable[[int, dict], None] | None = None,
+        monitor: str = "val_accuracy") -> FitResult:
+    """Train ``model`` for ``cfg.epochs`` epochs (resuming from ``ckpt``); leave it at its best."""
+    device = resolve_device(cfg.device)
+    model.to(device)
+    opt = make_optimizer(groups, device)
+    sched = warmup_linear(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
+    result = FitResult(best_epoch=0, best_metric=-math.inf)
+    start = _resume(ckpt, model, opt, sched, result)
+    began = time.perf_counter()
+    for epoch in range(start + 1, cfg.epochs + 1):
+        if epoch - result.best_epoch > cfg.patience and result.best_epoch:
+            result.stopped_early = True
+            break
+        record = _epoch(model, batches(epoch), steps_per_epoch, opt, sched, device, epoch, cfg)
+        record.update(validate(model))
+        result.history.append(record)
+        if record[monitor] > result.best_metric:
+            result.best_metric, result.best_epoch = record[monitor], epoch
+            if ckpt:
+                ckpt.save_best(model)
+        if ckpt:
+            ckpt.save({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                       "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                       "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+                       "history": [{k: float(v) for k, v in h.items()} for h in result.history],
+                       **(extra_state or {})})
+        if on_epoch:
+            on_epoch(epoch, record)
+    if ckpt:
+        ckpt.load_best(model)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LRScheduler, result: FitResult) -> int:
+    state = ckpt.load() if ckpt else None
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    result.best_epoch, result.best_metric = int(state["best_epoch"]), float(state["best_metric"])
+    result.history = list(state["history"])
+    result.resumed_from = int(state["epoch"])
+    return result.resumed_from
+
+
+def _epoch(model: nn.Module, batches: Iterable[dict], steps: int, opt: torch.optim.Optimizer,
+           sched: torch.optim.lr_scheduler.LRScheduler, device: torch.device, epoch: int,
+           cfg: TrainConfig) -> dict[str, float]:
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    seen, began = 0, time.perf_counter()
+    bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+               disable=None)
+    for step, batch in enumerate(bar, 1):
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(batch)
+        loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        loss_sum += loss.detach()
+        seen += len(batch["labels"])
+        if step % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{float(loss_sum) / step:.4f}")
+    elapsed = time.perf_counter() - began
+    return {"epoch": float(epoch), "train_loss": float(loss_sum) / max(1, steps),
+            "epoch_seconds": elapsed, "samples_per_s": seen / max(elapsed, 1e-9)}

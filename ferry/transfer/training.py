@@ -1,0 +1,136 @@
+"""Fine-tune and evaluate: wires a strategy, the batches and the loop for one model."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ferry.config import FerryConfig
+from ferry.evaluation import metrics
+from ferry.models import classifier
+from ferry.models.sources import PretrainedSource
+from ferry.transfer import cache, inference, strategies
+from ferry.transfer.batching import Encoded, encode, feature_batches, text_batches
+from ferry.transfer.checkpoint import Checkpointer, identity_key
+from ferry.transfer.loop import fit, resolve_device
+
+EPOCH_KEYS = ("val_accuracy", "val_macro_f1", "val_loss")
+
+
+@dataclass
+class Outcome:
+    model_dir: Path
+    strategy: str
+    best_epoch: int
+    resumed_from: int
+    seconds: float
+
+
+def _identity(cfg: FerryConfig, source: PretrainedSource, split_key: str, role: str) -> dict:
+    """What a resumable checkpoint must match: everything that changes the trained weights."""
+    return {"role": role, "data": split_key, "source": source.sha256,
+            "model": cfg.model.model_dump(mode="json"),
+            "strategy": cfg.strategy.model_dump(mode="json") if role == "transfer" else role,
+            "train": cfg.train.model_dump(mode="json", exclude={"resume", "log_every", "device"}),
+            "labels": cfg.data.labels}
+
+
+def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key: str,
+          features_file: Path | None, role: str,
+          on_epoch: Callable[[int, dict], None] | None) -> Outcome:
+    """Train one model (the configured strategy, or the scratch baseline) and save it."""
+    torch.manual_seed(cfg.train.seed)
+    policy = strategies.Scratch() if role == "scratch" else strategies.from_config(cfg.strategy)
+    tokenizer = classifier.load_tokenizer(source.path)
+    model = classifier.build(source.path, len(cfg.data.labels), cfg.model,
+                             pretrained=role != "scratch")
+    groups = policy.configure(model, cfg.train.lr, cfg.train.weight_decay)
+    identity = _identity(cfg, source, split_key, role)
+    folder = Path(cfg.paths.checkpoints) / f"{role}-{identity_key(identity)}"
+    if not cfg.train.resume and folder.exists():
+        shutil.rmtree(folder)
+    ckpt = Checkpointer(folder, identity)
+    device = resolve_device(cfg.train.device)
+    if policy.cached_features:
+        if features_file is None or not features_file.is_file():  # cache entry was removed
+            from ferry.transfer import features
+
+            features_file = features.ensure(cfg, source, split_dir, split_key)
+        feats = cache.load_features(features_file)
+        net, batches, steps, validate = _feature_setup(model, feats, cfg, device)
+    else:
+        enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
+        net, batches, steps, validate = _text_setup(model, enc, cfg, device)
+    result = fit(net, groups, batches, steps, validate, cfg.train, ckpt,
+                 {"config": cfg.to_yaml(), "strategy": policy.state(model)}, on_epoch)
+    model.cpu()
+    out = classifier.save(model, tokenizer, cfg.data.labels, cfg.model, folder / "model")
+    return Outcome(out, policy.name, result.best_epoch, result.resumed_from, result.seconds)
+
+
+def _text_setup(model, enc: dict[str, Encoded], cfg: FerryConfig, device: torch.device):
+    bs, seed = cfg.train.batch_size, cfg.train.seed
+    steps = -(-len(enc["train"]) // bs)
+    val = enc["validation"]
+
+    def batches(epoch: int):
+        return text_batches(enc["train"], bs, seed * 1000 + epoch)
+
+    def validate(net) -> dict[str, float]:
+        net.eval()
+        logits = inference.run(net, text_batches(val, cfg.train.eval_batch_size, None),
+                               len(val), device)
+        return _val_scores(logits, val.labels, cfg.data.labels)
+
+    return model, batches, steps, validate
+
+
+def _feature_setup(model, feats: dict, cfg: FerryConfig, device: torch.device):
+    bs, seed, head = cfg.train.batch_size, cfg.train.seed, model.head
+    train, val = feats["train"], feats["validation"]
+    steps = -(-len(train["labels"]) // bs)
+
+    def batches(epoch: int):
+        return feature_batches(train["features"], train["labels"], bs, seed * 1000 + epoch)
+
+    def validate(net) -> dict[str, float]:
+        net.eval()
+        logits = inference.run(net, feature_batches(val["features"], val["labels"],
+                                                    cfg.train.eval_batch_size, None),
+                               len(val["labels"]), device)
+        return _val_scores(logits, val["labels"], cfg.data.labels)
+
+    return head, batches, steps, validate
+
+
+def _val_scores(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
+    probs = torch.softmax(logits, 1).numpy()
+    scores = metrics.scores(labels.numpy(), probs, names, "val_")
+    return {k: scores[k] for k in EPOCH_KEYS}
+
+
+def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
+             prefix: str) -> tuple[dict[str, float], list[Path]]:
+    """Score the exported model folder (exactly what gets registered) on validation and test."""
+    model, tokenizer, meta = classifier.load(model_dir)
+    device = resolve_device(cfg.train.device)
+    model.to(device)
+    data = cache.split_labels(split_dir, cfg)
+    out: dict[str, float] = {}
+    artifacts: list[Path] = []
+    for split in ("validation", "test"):
+        texts, labels = data[split]
+        enc = encode(tokenizer, texts, labels, meta["max_length"])
+        logits = inference.run(model, text_batches(enc, cfg.train.eval_batch_size, None),
+                               len(enc), device, desc=f"evaluate {split}")
+        probs = torch.softmax(logits, 1).numpy()
+        tag = "val_" if split == "validation" else "test_"
+        out.update(metrics.scores(enc.labels.numpy(), probs, meta["labels"], prefix + tag))
+        if split == "test":
+            artifacts = metrics.write_artifacts(enc.labels.numpy(), probs, meta["labels"],
+                                                model_dir.parent / f"evaluation-{prefix}test")
+    return out, artifacts

@@ -1,0 +1,1 @@
+"""Prefect flows: they only call tasks and pass small references."""

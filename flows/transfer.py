@@ -1,0 +1,38 @@
+"""The transfer flow: validate -> retrieve -> fine-tune -> evaluate -> register, in MLflow."""
+
+from prefect import flow
+
+from ferry.config import FerryConfig
+from tasks.data import resolve_data, validate_data
+from tasks.model import evaluate, extract_features, fine_tune, retrieve_pretrained
+from tasks.tracking import finish_run, register, start_run, transfer_gain
+
+
+@flow(name="ferry-transfer")
+def transfer(cfg: FerryConfig) -> dict:
+    """Adapt a pretrained model to the configured data and register it with its receipts."""
+    run_id = start_run(cfg)
+    try:
+        version = resolve_data(cfg, run_id)
+        prepared = validate_data(cfg, version, run_id)
+        source = retrieve_pretrained(cfg)
+        features = extract_features(cfg, source, prepared)
+        trained = fine_tune(cfg, source, prepared, features, run_id)
+        metrics = evaluate(cfg, trained, prepared, run_id)
+        if cfg.baseline == "scratch":
+            scratch = fine_tune(cfg, source, prepared, None, run_id, role="scratch")
+            scratch_metrics = evaluate(cfg, scratch, prepared, run_id)
+            metrics |= transfer_gain(cfg, run_id, metrics, scratch_metrics)
+        registered = register(cfg, trained, run_id, version, source, metrics)
+    except BaseException:
+        finish_run(cfg, run_id, ok=False)
+        raise
+    finish_run(cfg, run_id, ok=True)
+    return {"run_id": run_id, "metrics": metrics, "model": registered.model_dump(),
+            "data_md5": version.md5, "pretrained_sha256": source.sha256}
+
+
+if __name__ == "__main__":
+    from ferry.cli import main
+
+    main(["run"])

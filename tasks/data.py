@@ -1,0 +1,33 @@
+"""Data tasks: make the dataset version present, then validate and split it."""
+
+from prefect import task
+
+from ferry import steps
+from ferry.config import FerryConfig
+from ferry.data.versioning import DataVersion
+
+
+@task(name="resolve_data", retries=1, retry_delay_seconds=2,
+      retry_condition_fn=lambda task, run, state: not _is_user_error(state))
+def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
+    """Restore or rebuild data/ and check it against data.dvc."""
+    return steps.resolve_data(cfg, run_id)
+
+
+@task(name="validate_data")
+def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> steps.Prepared:
+    """Great Expectations suites; stops the flow with a report on failure."""
+    return steps.validate_data(cfg, version, run_id)
+
+
+def _is_user_error(state) -> bool:
+    """Bad input is not retried: only I/O hiccups are."""
+    from ferry.errors import FerryError
+
+    try:
+        state.result()
+    except FerryError:
+        return True
+    except Exception:
+        return False
+    return False
