@@ -32,12 +32,15 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Run the transfer flow: validate, retrieve, fine-tune, evaluate, track and register."""
     cfg = _config(config, set_)
     import importlib
+    import time
 
     transfer = importlib.import_module("flows.transfer").transfer
+    began = time.perf_counter()
     result = transfer(cfg)
     m = result["metrics"]
+    typer.echo(f"Flow time:        {time.perf_counter() - began:.1f} s")
     typer.secho(f"MLflow run:       {result['run_id']}", fg="green")
-    for key in ("test_accuracy", "test_macro_f1", "val_accuracy", "scratch_test_accuracy",
+    for key in ("test_accuracy", "test_macro_f1", "best_val_accuracy", "scratch_test_accuracy",
                 "transfer_gain"):
         if key in m:
             typer.echo(f"{key + ':':18}{m[key]:.4f}")

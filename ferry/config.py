@@ -75,6 +75,8 @@ class StrategyConfig(_Strict):
     name: Literal["linear_probe", "freeze_bottom", "full"] = "full"
     frozen_layers: int = Field(2, ge=0)
     backbone_lr_factor: float = Field(0.1, gt=0, le=10)
+    probe_epochs: int = Field(40, ge=1)
+    probe_lr: float = Field(3e-3, gt=0)
 
 
 class TrainConfig(_Strict):

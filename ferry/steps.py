@@ -22,6 +22,7 @@ class Prepared(BaseModel):
 
     split_dir: str
     split_key: str
+    report_dir: str
     rows: dict[str, int]
 
 
@@ -32,6 +33,7 @@ class Trained(BaseModel):
     role: str  # "transfer" or "scratch"
     strategy: str
     best_epoch: int
+    best_val_accuracy: float
     resumed_from: int
     train_seconds: float
 
@@ -79,17 +81,25 @@ def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
     return version
 
 
+def split_key(cfg: FerryConfig, version: DataVersion) -> str:
+    """Identity of a validated split: data version, split settings, columns, labels, bounds."""
+    from ferry.transfer.cache import key
+
+    return key(md5=version.md5, data=cfg.data.model_dump(mode="json", exclude={"recipe"}))
+
+
 def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepared:
-    """GX suites on the table, split, leakage suite on the splits; report logged either way."""
+    """GX suites on the table, split, leakage suite on the splits.
+
+    The outcome depends only on the data version and the data settings, so a passed validation
+    is cached; a failure logs its report to the run before stopping it.
+    """
     from ferry import tracking
     from ferry.data import splits, validation
     from ferry.data.loading import read_table
-    from ferry.transfer.cache import key
 
-    split_key = key(md5=version.md5, split=cfg.data.split.model_dump(), rows=cfg.data.max_rows,
-                    cols=[cfg.data.text_column, cfg.data.label_column, cfg.data.split_column],
-                    labels=cfg.data.labels)
-    report_dir = root() / cfg.paths.reports / run_id
+    skey = split_key(cfg, version)
+    report_dir = root() / cfg.paths.reports / skey
     frame = read_table(root() / cfg.data.path, [cfg.data.text_column, cfg.data.label_column])
     findings = validation.check_table(frame, cfg.data)
     parts = None
@@ -97,13 +107,36 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
         parts = splits.split_frame(frame, cfg.data)
         findings += validation.check_leakage(parts, cfg.data)
     report = validation.write_report(findings, cfg.data.path, report_dir)
-    tracking.log_artifacts(cfg, root(), run_id, [report_dir], "validation")
-    validation.raise_on_failure(findings, cfg.data.path, report)
+    if parts is None or not all(f.success for f in findings):
+        tracking.log_artifacts(cfg, root(), run_id, [report_dir], "validation")
+        validation.raise_on_failure(findings, cfg.data.path, report)
     assert parts is not None
-    split_dir = splits.write_splits(parts, root() / cfg.paths.prepared / split_key)
-    rows = {name: len(part) for name, part in parts.items()}
-    tracking.log_metrics(cfg, root(), run_id, {f"data.rows_{k}": v for k, v in rows.items()})
-    return Prepared(split_dir=str(split_dir), split_key=split_key, rows=rows)
+    split_dir = splits.write_splits(parts, root() / cfg.paths.prepared / skey)
+    return Prepared(split_dir=str(split_dir), split_key=skey, report_dir=str(report_dir),
+                    rows={name: len(part) for name, part in parts.items()})
+
+
+def validation_cache_key(cfg: FerryConfig, version: DataVersion) -> str:
+    """Cache key of validation: the data version and data settings."""
+    return f"validate-{split_key(cfg, version)}"
+
+
+def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,
+                   run_id: str) -> Prepared:
+    """Attach the (possibly cached) validation report and split sizes to this run.
+
+    If the cached split files or report were deleted since, validation simply runs again.
+    """
+    from ferry import tracking
+
+    files = [Path(prepared.split_dir) / f"{name}.csv" for name in prepared.rows]
+    if not all(f.is_file() for f in [*files, Path(prepared.report_dir) / "validation.html"]):
+        prepared = validate_data(cfg, version, run_id)
+
+    tracking.log_artifacts(cfg, root(), run_id, [Path(prepared.report_dir)], "validation")
+    tracking.log_metrics(cfg, root(), run_id,
+                         {f"data.rows_{k}": v for k, v in prepared.rows.items()})
+    return prepared
 
 
 def retrieve_pretrained(cfg: FerryConfig) -> PretrainedSource:
@@ -152,7 +185,8 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
     out = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
                          Path(features_file) if features_file else None, role, logger)
     return Trained(model_dir=str(out.model_dir), role=role, strategy=out.strategy,
-                   best_epoch=out.best_epoch, resumed_from=out.resumed_from,
+                   best_epoch=out.best_epoch, best_val_accuracy=out.best_metric,
+                   resumed_from=out.resumed_from,
                    train_seconds=out.seconds)
 
 
@@ -164,6 +198,8 @@ def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str
     prefix = "" if trained.role == "transfer" else f"{trained.role}_"
     metrics, artifacts = training.evaluate(cfg, Path(trained.model_dir),
                                            Path(prepared.split_dir), prefix)
+    metrics[f"{prefix}best_epoch"] = trained.best_epoch
+    metrics[f"{prefix}best_val_accuracy"] = trained.best_val_accuracy
     tracking.log_metrics(cfg, root(), run_id, metrics)
     tracking.log_artifacts(cfg, root(), run_id, artifacts, f"evaluation/{trained.role}")
     return metrics

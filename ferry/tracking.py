@@ -9,6 +9,7 @@ logged completely, and is deleted again if anything fails before the alias is se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -140,10 +141,8 @@ def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
     try:
         mc.get_registered_model(name)
     except mlflow.exceptions.MlflowException:
-        try:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # a concurrent run won
             mc.create_registered_model(name, description="Ferry transfer-learning model")
-        except mlflow.exceptions.MlflowException:
-            pass  # a concurrent run created it first
     version = mc.create_model_version(name, info.model_uri, run_id=run_id, tags=tags,
                                       description=description)
     try:
@@ -152,7 +151,7 @@ def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
     except BaseException:
         mc.delete_model_version(name, version.version)
         raise
-    return name, version.version
+    return name, str(version.version)
 
 
 def _wait_ready(mc: MlflowClient, name: str, version: str, timeout: float = 120) -> None:

@@ -3,7 +3,7 @@
 from prefect import flow
 
 from ferry.config import FerryConfig
-from tasks.data import resolve_data, validate_data
+from tasks.data import log_validation, resolve_data, validate_data
 from tasks.model import evaluate, extract_features, fine_tune, retrieve_pretrained
 from tasks.tracking import finish_run, register, start_run, transfer_gain
 
@@ -15,6 +15,7 @@ def transfer(cfg: FerryConfig) -> dict:
     try:
         version = resolve_data(cfg, run_id)
         prepared = validate_data(cfg, version, run_id)
+        prepared = log_validation(cfg, version, prepared, run_id)
         source = retrieve_pretrained(cfg)
         features = extract_features(cfg, source, prepared)
         trained = fine_tune(cfg, source, prepared, features, run_id)

@@ -14,10 +14,18 @@ def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
     return steps.resolve_data(cfg, run_id)
 
 
-@task(name="validate_data")
+@task(name="validate_data", persist_result=True,
+      cache_key_fn=lambda ctx, p: steps.validation_cache_key(p["cfg"], p["version"]))
 def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> steps.Prepared:
-    """Great Expectations suites; stops the flow with a report on failure."""
+    """Great Expectations suites; stops the flow with a report on failure. Cached per version."""
     return steps.validate_data(cfg, version, run_id)
+
+
+@task(name="log_validation", retries=2, retry_delay_seconds=2)
+def log_validation(cfg: FerryConfig, version: DataVersion, prepared: steps.Prepared,
+                   run_id: str) -> steps.Prepared:
+    """Attach the validation report and split sizes to this run (re-validating if deleted)."""
+    return steps.log_validation(cfg, version, prepared, run_id)
 
 
 def _is_user_error(state) -> bool:

@@ -125,4 +125,5 @@ def fingerprint(cfg: ModelConfig) -> str:
         return f"unresolved:{cfg.model_dump_json()}"
     stats = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
              for p in sorted(folder.iterdir()) if p.is_file()]
-    return hashlib.sha256(f"{cfg.model_dump_json()}|{folder.resolve()}|{stats}".encode()).hexdigest()
+    blob = f"{cfg.model_dump_json()}|{folder.resolve()}|{stats}".encode()
+    return hashlib.sha256(blob).hexdigest()

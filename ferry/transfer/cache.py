@@ -32,11 +32,12 @@ def _save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def split_labels(split_dir: Path, cfg: FerryConfig) -> dict[str, tuple[list[str], list[int]]]:
+def split_labels(split_dir: Path, cfg: FerryConfig,
+                 names: tuple[str, ...] = SPLITS) -> dict[str, tuple[list[str], list[int]]]:
     """(texts, label indices) per split, labels indexed by their position in data.labels."""
     index = {name: i for i, name in enumerate(cfg.data.labels)}
     out = {}
-    for name in SPLITS:
+    for name in names:
         frame = read_split(split_dir, name)
         out[name] = (frame[cfg.data.text_column].tolist(),
                      [index[v.strip()] for v in frame[cfg.data.label_column]])

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from ferry.config import StrategyConfig
+from ferry.config import StrategyConfig, TrainConfig
 from ferry.errors import ConfigError
 from ferry.models.classifier import TextClassifier, layer_groups
 
@@ -42,6 +42,10 @@ class Strategy:
     backbone_lr_factor: float = 1.0
     name: ClassVar[str] = "base"
     cached_features: ClassVar[bool] = False
+
+    def budget(self, train: TrainConfig, cfg: StrategyConfig) -> TrainConfig:
+        """Epochs and learning rate this policy trains with (the train block by default)."""
+        return train
 
     def frozen_blocks(self, n_blocks: int) -> int:
         """How many encoder blocks (from the bottom) stay frozen; embeddings freeze with any."""
@@ -93,6 +97,11 @@ class LinearProbe(Strategy):
 
     name: ClassVar[str] = "linear_probe"
     cached_features: ClassVar[bool] = True
+
+    def budget(self, train: TrainConfig, cfg: StrategyConfig) -> TrainConfig:
+        """A head on cached features costs milliseconds an epoch: it gets its own epochs/LR."""
+        return train.model_copy(update={"epochs": cfg.probe_epochs, "lr": cfg.probe_lr,
+                                        "patience": max(train.patience, 5)})
 
     def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
         _freeze(list(model.encoder.parameters()))

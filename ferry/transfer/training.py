@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ferry.transfer.checkpoint import Checkpointer, identity_key
 from ferry.transfer.loop import fit, resolve_device
 
 EPOCH_KEYS = ("val_accuracy", "val_macro_f1", "val_loss")
+DONE = "complete.json"
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Outcome:
     model_dir: Path
     strategy: str
     best_epoch: int
+    best_metric: float
     resumed_from: int
     seconds: float
 
@@ -43,16 +46,19 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
           features_file: Path | None, role: str,
           on_epoch: Callable[[int, dict], None] | None) -> Outcome:
     """Train one model (the configured strategy, or the scratch baseline) and save it."""
-    torch.manual_seed(cfg.train.seed)
     policy = strategies.Scratch() if role == "scratch" else strategies.from_config(cfg.strategy)
-    tokenizer = classifier.load_tokenizer(source.path)
-    model = classifier.build(source.path, len(cfg.data.labels), cfg.model,
-                             pretrained=role != "scratch")
-    groups = policy.configure(model, cfg.train.lr, cfg.train.weight_decay)
     identity = _identity(cfg, source, split_key, role)
     folder = Path(cfg.paths.checkpoints) / f"{role}-{identity_key(identity)}"
     if not cfg.train.resume and folder.exists():
         shutil.rmtree(folder)
+    if (done := _finished(folder, identity_key(identity))) is not None:
+        return done
+    torch.manual_seed(cfg.train.seed)
+    tokenizer = classifier.load_tokenizer(source.path)
+    model = classifier.build(source.path, len(cfg.data.labels), cfg.model,
+                             pretrained=role != "scratch")
+    groups = policy.configure(model, policy.budget(cfg.train, cfg.strategy).lr,
+                              cfg.train.weight_decay)
     ckpt = Checkpointer(folder, identity)
     device = resolve_device(cfg.train.device)
     if policy.cached_features:
@@ -65,11 +71,36 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     else:
         enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
         net, batches, steps, validate = _text_setup(model, enc, cfg, device)
-    result = fit(net, groups, batches, steps, validate, cfg.train, ckpt,
+    budget = policy.budget(cfg.train, cfg.strategy)
+    result = fit(net, groups, batches, steps, validate, budget, ckpt,
                  {"config": cfg.to_yaml(), "strategy": policy.state(model)}, on_epoch)
     model.cpu()
     out = classifier.save(model, tokenizer, cfg.data.labels, cfg.model, folder / "model")
-    return Outcome(out, policy.name, result.best_epoch, result.resumed_from, result.seconds)
+    outcome = Outcome(out, policy.name, result.best_epoch, result.best_metric,
+                      result.resumed_from, result.seconds)
+    _write_json(folder / DONE, {"key": identity_key(identity), "strategy": policy.name,
+                                "best_epoch": result.best_epoch,
+                                "best_metric": result.best_metric, "seconds": result.seconds,
+                                "epochs": len(result.history)})
+    return outcome
+
+
+def _finished(folder: Path, key: str) -> Outcome | None:
+    """A completed training of the same identity: reuse its exported model, train nothing."""
+    marker = folder / DONE
+    if not marker.is_file() or not (folder / "model" / "model.safetensors").is_file():
+        return None
+    done = json.loads(marker.read_text(encoding="utf-8"))
+    if done.get("key") != key:
+        return None
+    return Outcome(folder / "model", done["strategy"], done["best_epoch"], done["best_metric"],
+                   done["epochs"], 0.0)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _text_setup(model, enc: dict[str, Encoded], cfg: FerryConfig, device: torch.device):
@@ -115,22 +146,29 @@ def _val_scores(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) ->
 
 def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
              prefix: str) -> tuple[dict[str, float], list[Path]]:
-    """Score the exported model folder (exactly what gets registered) on validation and test."""
+    """Score the exported model folder (exactly what gets registered) on the test split.
+
+    The scores of a given exported model on a given split never change, so they are kept
+    beside the model and reused by a re-run.
+    """
+    out_dir = model_dir.parent / f"evaluation-{prefix}test"
+    saved = out_dir / "metrics.json"
+    if saved.is_file():
+        record = json.loads(saved.read_text(encoding="utf-8"))
+        if record.get("split_dir") == str(split_dir) and record.get("model_mtime") == \
+                (model_dir / "model.safetensors").stat().st_mtime_ns:
+            return record["metrics"], [out_dir / name for name in record["artifacts"]]
     model, tokenizer, meta = classifier.load(model_dir)
     device = resolve_device(cfg.train.device)
     model.to(device)
-    data = cache.split_labels(split_dir, cfg)
-    out: dict[str, float] = {}
-    artifacts: list[Path] = []
-    for split in ("validation", "test"):
-        texts, labels = data[split]
-        enc = encode(tokenizer, texts, labels, meta["max_length"])
-        logits = inference.run(model, text_batches(enc, cfg.train.eval_batch_size, None),
-                               len(enc), device, desc=f"evaluate {split}")
-        probs = torch.softmax(logits, 1).numpy()
-        tag = "val_" if split == "validation" else "test_"
-        out.update(metrics.scores(enc.labels.numpy(), probs, meta["labels"], prefix + tag))
-        if split == "test":
-            artifacts = metrics.write_artifacts(enc.labels.numpy(), probs, meta["labels"],
-                                                model_dir.parent / f"evaluation-{prefix}test")
+    texts, labels = cache.split_labels(split_dir, cfg, ("test",))["test"]
+    enc = encode(tokenizer, texts, labels, meta["max_length"])
+    logits = inference.run(model, text_batches(enc, cfg.train.eval_batch_size, None), len(enc),
+                           device, desc="evaluate test")
+    probs = torch.softmax(logits, 1).numpy()
+    out = metrics.scores(enc.labels.numpy(), probs, meta["labels"], prefix + "test_")
+    artifacts = metrics.write_artifacts(enc.labels.numpy(), probs, meta["labels"], out_dir)
+    _write_json(saved, {"split_dir": str(split_dir), "metrics": out,
+                        "model_mtime": (model_dir / "model.safetensors").stat().st_mtime_ns,
+                        "artifacts": [a.name for a in artifacts]})
     return out, artifacts
