@@ -117,8 +117,11 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
 
 
 def validation_cache_key(cfg: FerryConfig, version: DataVersion) -> str:
-    """Cache key of validation: the data version and data settings."""
-    return f"validate-{split_key(cfg, version)}"
+    """Cache key of validation: the data version, data settings and where splits are kept."""
+    from ferry.transfer.cache import key
+
+    return "validate-" + key(split=split_key(cfg, version),
+                             where=[str(root() / cfg.paths.prepared), str(root() / cfg.paths.reports)])
 
 
 def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,
@@ -159,7 +162,8 @@ def features_cache_key(cfg: FerryConfig, source: PretrainedSource, prepared: Pre
 
     if not strategies.from_config(cfg.strategy).cached_features:
         return "features-none"
-    return "features-" + cache.features_path(cfg, source.sha256, prepared.split_key).stem
+    return "features-" + cache.key(path=root() / cache.features_path(cfg, source.sha256,
+                                                                      prepared.split_key))
 
 
 def extract_features(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared) -> str | None:

@@ -103,7 +103,7 @@ def _finding(suite: str, res: Any, index: str) -> Finding:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = repr(value.item() if hasattr(value, "item") else value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -56,6 +56,8 @@ def ensure_data(root: Path, dvc_file: Path, data_path: Path,
     out_path, md5 = out
     origin = _restore(root, dvc_file, root / out_path, rebuild)
     changed = _dvc_changed(root, dvc_file)
+    if changed == NOT_IN_CACHE:  # nothing to compare against: hash the workspace instead
+        changed = _verify_by_hashing(root, dvc_file, md5)
     if changed:
         hint = ("the recipe rebuilt different bytes; check the pinned package versions"
                 if origin == "recipe" else
@@ -63,8 +65,6 @@ def ensure_data(root: Path, dvc_file: Path, data_path: Path,
                 f"{dvc_file}) or restore the recorded one with `dvc checkout {dvc_file}`")
         raise DataError(f"{out_path}/ does not match the md5 {md5} recorded in {dvc_file} "
                         f"({changed}); {hint}")
-    if origin == "recipe":
-        _commit_to_cache(root, dvc_file)
     return DataVersion(md5=md5, dvc_tracked=True, dvc_path=out_path, git_rev=rev,
                        git_dirty=dirty, origin=origin)
 
@@ -78,14 +78,14 @@ def _restore(root: Path, dvc_file: Path, out: Path,
 
     with Repo(str(root)) as repo:
         try:
-            repo.checkout(targets=[str(dvc_file)])
+            repo.checkout(targets=[str(root / dvc_file)])
             if out.exists():
                 return "dvc-cache"
         except Exception:  # DVC raises CheckoutError when the cache lacks the objects
             pass
         if repo.config.get("core", {}).get("remote"):
             try:
-                repo.pull(targets=[str(dvc_file)])
+                repo.pull(targets=[str(root / dvc_file)])
                 if out.exists():
                     return "dvc-remote"
             except Exception:  # no network or no object: fall back to the recipe
@@ -97,20 +97,36 @@ def _restore(root: Path, dvc_file: Path, out: Path,
     return "recipe"
 
 
+NOT_IN_CACHE = "not in cache"
+
+
 def _dvc_changed(root: Path, dvc_file: Path) -> str:
+    """'' when the workspace matches the .dvc file, NOT_IN_CACHE when DVC cannot tell."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        status = repo.status(targets=[str(dvc_file)])
-    return "; ".join(str(v) for v in status.values())
+        status = repo.status(targets=[str(root / dvc_file)])
+    states = {state for entry in status.values() for item in entry
+              for state in (item.get("changed outs") or {"?": str(item)}).values()}
+    if states == {NOT_IN_CACHE}:
+        return NOT_IN_CACHE
+    return "; ".join(sorted(states))
 
 
-def _commit_to_cache(root: Path, dvc_file: Path) -> None:
-    """Store rebuilt data in the local DVC cache so the next restore is a plain checkout."""
+def _verify_by_hashing(root: Path, dvc_file: Path, recorded: str) -> str:
+    """Hash the workspace with `dvc add` (filling the local cache), then put the recorded
+    .dvc file back byte for byte: the data version is only ever changed by the user."""
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        repo.commit(str(dvc_file), force=True)
+    file = root / dvc_file
+    original = file.read_bytes()
+    try:
+        with Repo(str(root)) as repo:
+            repo.add(str(root / tracked_out(root, dvc_file)[0]))
+        actual = tracked_out(root, dvc_file)[1]
+    finally:
+        file.write_bytes(original)
+    return "" if actual == recorded else f"workspace md5 is {actual}"
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -143,7 +159,7 @@ def add(root: Path, target: Path) -> str:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        repo.add(str(target))
+        repo.add(str(root / target))
     out = tracked_out(root, Path(f"{target}.dvc"))
     assert out is not None
     return out[1]

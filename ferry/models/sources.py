@@ -64,10 +64,16 @@ def locate(cfg: ModelConfig) -> Path:
 
 
 def _hf_cache(cfg: ModelConfig) -> Path:
+    import os
+
     from huggingface_hub import snapshot_download
 
+    # read at call time (huggingface_hub reads its env once, at import)
+    home = os.environ.get("HF_HOME")
+    cache_dir = os.environ.get("HF_HUB_CACHE") or (f"{home}/hub" if home else None)
     try:
-        return Path(snapshot_download(cfg.name, revision=cfg.revision, local_files_only=True))
+        return Path(snapshot_download(cfg.name, revision=cfg.revision, cache_dir=cache_dir,
+                                      local_files_only=True))
     except Exception as exc:  # LocalEntryNotFoundError and friends; never fall back to a download
         raise PretrainedSourceError(
             f"model {cfg.name!r} is not in the local Hugging Face cache (HF_HOME); Ferry never "

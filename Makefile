@@ -1,0 +1,34 @@
+# Two commands: `make run` (set up, then run the default flow) and `make test` (set up, then test).
+# Setup builds .venv from requirements.lock (exact pins; torch 2.14.1 + torchvision 0.29.1) once,
+# and again whenever the lock or pyproject.toml change.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ferry-installed
+export DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_TELEMETRY=true \
+       DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+       MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK=true PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=90
+
+.PHONY: setup run test lint bench clean
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Ferry needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps scattertext==0.2.2
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/ferry run
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf .ferry prepared mlruns/mlflow.db mlruns/artifacts

