@@ -120,8 +120,8 @@ def validation_cache_key(cfg: FerryConfig, version: DataVersion) -> str:
     """Cache key of validation: the data version, data settings and where splits are kept."""
     from ferry.transfer.cache import key
 
-    return "validate-" + key(split=split_key(cfg, version),
-                             where=[str(root() / cfg.paths.prepared), str(root() / cfg.paths.reports)])
+    where = [str(root() / cfg.paths.prepared), str(root() / cfg.paths.reports)]
+    return "validate-" + key(split=split_key(cfg, version), where=where)
 
 
 def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,

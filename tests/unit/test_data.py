@@ -17,7 +17,7 @@ REPO = Path(__file__).parents[2]
 
 
 def test_missing_file_and_missing_column(tmp_path):
-    with pytest.raises(DataError, match="data file not found: .*nope.csv"):
+    with pytest.raises(DataError, match=r"data file not found: .*nope\.csv"):
         read_table(tmp_path / "nope.csv", ["text", "label"])
     path = write_csv(tmp_path / "d.csv", [("a", "fresh")], header="review,label")
     with pytest.raises(DataError) as err:
