@@ -23,7 +23,7 @@ def transfer(cfg: FerryConfig) -> dict:
         if cfg.baseline == "scratch":
             scratch = fine_tune(cfg, source, prepared, None, run_id, role="scratch")
             scratch_metrics = evaluate(cfg, scratch, prepared, run_id)
-            metrics |= transfer_gain(cfg, run_id, metrics, scratch_metrics)
+            metrics |= scratch_metrics | transfer_gain(cfg, run_id, metrics, scratch_metrics)
         registered = register(cfg, trained, run_id, version, source, metrics)
     except BaseException:
         finish_run(cfg, run_id, ok=False)

@@ -1,0 +1,86 @@
+"""The Prefect transfer flow end to end on a tiny model: tracking, registry, caching, receipts."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferry import tracking
+from ferry.config import load_config
+from tests.conftest import review_rows, tiny_overrides, write_csv
+
+
+@pytest.fixture
+def tiny_project(project, tiny_bert, prefect_harness):
+    data = write_csv(project / "reviews.csv", review_rows(200))
+    return project, tiny_overrides(tiny_bert, data)
+
+
+def _run(overrides):
+    from flows.transfer import transfer
+
+    cfg = load_config(None, overrides)
+    return cfg, transfer(cfg)
+
+
+def _task_states(name: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_task_runs(limit=200) if r.name.startswith(name)]
+    return [r.state.name for r in sorted(runs, key=lambda r: r.created)]
+
+
+def test_flow_tracks_registers_and_predicts_by_alias(tiny_project):
+    root, overrides = tiny_project
+    cfg, result = _run(overrides)
+    assert result["model"] == {"name": "tiny", "version": "1", "alias": "challenger"}
+    assert result["metrics"]["test_accuracy"] >= 0.8  # cue words make the task learnable
+
+    mc = tracking.client(cfg, root)
+    run = mc.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == "0.003" and run.data.params["strategy.name"] == "full"
+    tags = run.data.tags
+    assert tags["data.md5"] == result["data_md5"] and len(tags["code.git_rev"]) > 0
+    assert tags["pretrained.sha256"] == result["pretrained_sha256"]
+    assert tags["ferry.strategy"] == "full" and tags["pretrained.source"].startswith("local:")
+    history = mc.get_metric_history(result["run_id"], "val_accuracy")
+    assert [m.step for m in history] == [1, 2]
+    for key in ("test_accuracy", "test_macro_f1", "test_recall_fresh", "test_precision_rotten"):
+        assert key in run.data.metrics
+    names = {a.path for a in mc.list_artifacts(result["run_id"])}
+    assert {"config.yaml", "validation", "evaluation"} <= names
+    evaluation = {a.path for a in mc.list_artifacts(result["run_id"], "evaluation/transfer")}
+    assert "evaluation/transfer/confusion_matrix.png" in evaluation
+    assert "evaluation/transfer/classification_report.txt" in evaluation
+    version = mc.get_model_version("tiny", "1")
+    assert version.tags["data.md5"] == result["data_md5"]
+    assert version.tags["pretrained.sha256"] == result["pretrained_sha256"]
+
+    model = tracking.load_model(cfg, root, "models:/tiny@challenger")
+    preds = model.predict(["the movie was great and superb", "awful dull boring film"])
+    assert preds == ["fresh", "rotten"]
+    assert model.metadata.signature is not None
+
+
+def test_scratch_baseline_logs_transfer_gain(tiny_project):
+    root, overrides = tiny_project
+    cfg, result = _run([*overrides, "baseline=scratch"])
+    m = result["metrics"]
+    assert m["transfer_gain"] == pytest.approx(m["test_accuracy"] - m["scratch_test_accuracy"])
+    run = tracking.client(cfg, root).get_run(result["run_id"])
+    assert "scratch_val_accuracy" in run.data.metrics and "transfer_gain" in run.data.metrics
+
+
+def test_linear_probe_rerun_hits_the_caches(tiny_project):
+    root, overrides = tiny_project
+    probe = [*overrides, "strategy.name=linear_probe", "strategy.probe_epochs=5"]
+    _run(probe)
+    features = list((root / ".ferry" / "cache" / "features").glob("*.pt"))
+    assert len(features) == 1
+    stamp = features[0].stat().st_mtime_ns
+    cfg, result = _run(probe)
+    assert _task_states("extract_features")[-2:] == ["Completed", "Cached"]
+    assert _task_states("retrieve_pretrained")[-1] == "Cached"
+    assert features[0].stat().st_mtime_ns == stamp
+    assert result["model"]["version"] == "2"
