@@ -81,7 +81,8 @@ def hf_trainer(folder: str, texts, labels, args, device) -> float:
     targs = TrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size,
         num_train_epochs=args.epochs, learning_rate=5e-5, bf16=device.type == "cuda",
-        train_sampling_strategy="group_by_length", report_to="none", save_strategy="no", logging_strategy="no",
+        train_sampling_strategy="group_by_length", report_to="none", save_strategy="no",
+        logging_strategy="no",
         disable_tqdm=True, dataloader_num_workers=0, use_cpu=device.type == "cpu",
         optim="adamw_torch_fused" if device.type == "cuda" else "adamw_torch",
         lr_scheduler_type="linear", warmup_steps=0.1)

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, Schema
 
 from ferry.config import FerryConfig
 
@@ -113,16 +115,31 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
 
         self.model, self.tokenizer, self.meta = load(Path(context.artifacts["model"]))
 
-    def predict(self, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None):
+        """Texts (a list, a Series or a one-column DataFrame) -> label names."""
         import torch
 
         from ferry.transfer.batching import encode, text_batches
         from ferry.transfer.inference import run
 
-        enc = encode(self.tokenizer, list(model_input), [0] * len(model_input),
-                     self.meta["max_length"])
+        texts = _texts(model_input)
+        enc = encode(self.tokenizer, texts, [0] * len(texts), self.meta["max_length"])
         logits = run(self.model, text_batches(enc, 64, None), len(enc), torch.device("cpu"))
         return [self.meta["labels"][i] for i in logits.argmax(1).tolist()]
+
+
+def _texts(model_input: Any) -> list[str]:
+    """pyfunc hands over what the signature says (a one-column frame); accept lists too."""
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.iloc[:, 0]
+    return [str(t) for t in list(model_input)]
+
+
+# Declared, not inferred: inference would load the model and run it once more at log time.
+SIGNATURE = ModelSignature(inputs=Schema([ColSpec(DataType.string)]),
+                           outputs=Schema([ColSpec(DataType.string)]))
 
 
 def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
@@ -135,6 +152,7 @@ def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
         info = mlflow.pyfunc.log_model(
             name="model", python_model=TextClassifierModel(),
             artifacts={"model": str(model_dir)}, input_example=INPUT_EXAMPLE,
+            signature=SIGNATURE,
             code_paths=[str(Path(ferry.__file__).parent)],
             pip_requirements=_requirements())
     name = cfg.tracking.model_name

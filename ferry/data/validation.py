@@ -11,6 +11,7 @@ flow can log it to MLflow.
 from __future__ import annotations
 
 import html
+import logging
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,7 @@ def _run_suite(name: str, expectations: list[Any], frame: pd.DataFrame,
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # no per-call chatter
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_def = (ctx.data_sources.add_pandas(f"{name}-source")

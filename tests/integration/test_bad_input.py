@@ -64,7 +64,7 @@ CASES = {
     "text in train and test": (
         lambda root: _bad_csv(root, "leak.csv", lambda f, p: _write(f.assign(
             split=["train"] * 80 + ["validation"] * 20 + ["test"] * 20,
-            text=list(f.text[:119]) + [f.text[3]]), p)),
+            text=[*f.text[:119], f.text[3]]), p)),
         ["data.split_column=split"], r"train-test-leakage[\s\S]*_row 4"),
     "non-UTF-8 file": (
         lambda root: _bad_csv(root, "latin.csv", lambda f, p: p.write_bytes(

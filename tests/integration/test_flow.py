@@ -79,7 +79,7 @@ def test_linear_probe_rerun_hits_the_caches(tiny_project):
     features = list((root / ".ferry" / "cache" / "features").glob("*.pt"))
     assert len(features) == 1
     stamp = features[0].stat().st_mtime_ns
-    cfg, result = _run(probe)
+    _, result = _run(probe)
     assert _task_states("extract_features")[-2:] == ["Completed", "Cached"]
     assert _task_states("retrieve_pretrained")[-1] == "Cached"
     assert features[0].stat().st_mtime_ns == stamp
