@@ -53,22 +53,15 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 @app.command()
 def validate(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Validate the configured dataset (Great Expectations) without training."""
-    from ferry.data import recipes, validation, versioning
-    from ferry.data.loading import read_table
-    from ferry.data.splits import split_frame
+    from ferry import steps
 
     cfg = _config(config, set_)
-    recipe = cfg.data.recipe
-    versioning.ensure_data(Path.cwd(), cfg.data.dvc_file, cfg.data.path,
-                           (lambda: recipes.build(recipe, cfg.data.path)) if recipe else None)
-    frame = read_table(cfg.data.path, [cfg.data.text_column, cfg.data.label_column])
-    findings = validation.check_table(frame, cfg.data)
-    if all(f.success for f in findings):
-        findings += validation.check_leakage(split_frame(frame, cfg.data), cfg.data)
-    report = validation.write_report(findings, cfg.data.path, cfg.paths.reports / "validate")
-    validation.raise_on_failure(findings, cfg.data.path, report)
-    typer.secho(f"{cfg.data.path}: {len(frame)} rows, all {len(findings)} expectations passed "
-                f"(report: {report})", fg="green")
+    steps.data_version(cfg)
+    report_dir = cfg.paths.reports / "validate"
+    parts = steps.check_data(cfg, report_dir)
+    rows = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
+    typer.secho(f"{cfg.data.path}: all expectations passed ({rows}); report: "
+                f"{report_dir / 'validation.html'}", fg="green")
 
 
 @data_app.command("build")
@@ -95,14 +88,9 @@ def data_split(config: ConfigOpt = None, set_: SetOpt = None,
 @data_app.command("status")
 def data_status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Show the data version (md5 from data.dvc) and whether data/ matches it."""
-    from ferry.data import recipes, versioning
+    from ferry import steps
 
-    cfg = _config(config, set_)
-    recipe = cfg.data.recipe
-    version = versioning.ensure_data(Path.cwd(), cfg.data.dvc_file, cfg.data.path,
-                                     (lambda: recipes.build(recipe, cfg.data.path))
-                                     if recipe else None)
-    typer.echo(version.model_dump_json(indent=2))
+    typer.echo(steps.data_version(_config(config, set_)).model_dump_json(indent=2))
 
 
 @data_app.command("add")

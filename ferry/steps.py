@@ -65,14 +65,20 @@ def finish_run(cfg: FerryConfig, run_id: str, ok: bool) -> None:
     tracking.end_run(cfg, root(), run_id, ok)
 
 
-def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
-    """Make the dataset present and equal to its DVC version; tag the run with its lineage."""
-    from ferry import tracking
+def data_version(cfg: FerryConfig) -> DataVersion:
+    """Make the dataset present (cache, remote or recipe) and equal to its DVC version."""
     from ferry.data import recipes, versioning
 
     recipe = cfg.data.recipe
     rebuild = (lambda: recipes.build(recipe, root() / cfg.data.path)) if recipe else None
-    version = versioning.ensure_data(root(), cfg.data.dvc_file, cfg.data.path, rebuild)
+    return versioning.ensure_data(root(), cfg.data.dvc_file, cfg.data.path, rebuild)
+
+
+def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
+    """The data version, with the run tagged by its lineage."""
+    from ferry import tracking
+
+    version = data_version(cfg)
     tracking.set_tags(cfg, root(), run_id, {
         "data.md5": version.md5, "data.dvc_tracked": version.dvc_tracked,
         "data.origin": version.origin, "data.path": str(cfg.data.path),
@@ -95,11 +101,26 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
     is cached; a failure logs its report to the run before stopping it.
     """
     from ferry import tracking
-    from ferry.data import splits, validation
-    from ferry.data.loading import read_table
+    from ferry.data import splits
+    from ferry.errors import DataValidationError
 
     skey = split_key(cfg, version)
     report_dir = root() / cfg.paths.reports / skey
+    try:
+        parts = check_data(cfg, report_dir)
+    except DataValidationError:
+        tracking.log_artifacts(cfg, root(), run_id, [report_dir], "validation")
+        raise
+    split_dir = splits.write_splits(parts, root() / cfg.paths.prepared / skey)
+    return Prepared(split_dir=str(split_dir), split_key=skey, report_dir=str(report_dir),
+                    rows={name: len(part) for name, part in parts.items()})
+
+
+def check_data(cfg: FerryConfig, report_dir: Path) -> dict:
+    """Run the suites, write the report, raise DataValidationError on failure; the splits."""
+    from ferry.data import splits, validation
+    from ferry.data.loading import read_table
+
     frame = read_table(root() / cfg.data.path, [cfg.data.text_column, cfg.data.label_column])
     findings = validation.check_table(frame, cfg.data)
     parts = None
@@ -107,13 +128,9 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
         parts = splits.split_frame(frame, cfg.data)
         findings += validation.check_leakage(parts, cfg.data)
     report = validation.write_report(findings, cfg.data.path, report_dir)
-    if parts is None or not all(f.success for f in findings):
-        tracking.log_artifacts(cfg, root(), run_id, [report_dir], "validation")
-        validation.raise_on_failure(findings, cfg.data.path, report)
+    validation.raise_on_failure(findings, cfg.data.path, report)
     assert parts is not None
-    split_dir = splits.write_splits(parts, root() / cfg.paths.prepared / skey)
-    return Prepared(split_dir=str(split_dir), split_key=skey, report_dir=str(report_dir),
-                    rows={name: len(part) for name, part in parts.items()})
+    return parts
 
 
 def validation_cache_key(cfg: FerryConfig, version: DataVersion) -> str:

@@ -138,3 +138,17 @@ def test_cli_config_errors_exit_2_and_register_nothing(registered, override, nee
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
     assert tracking.registry_state(cfg, root) == before
+
+
+def test_cli_validate_reports_bad_rows_and_exits_2(tmp_path):
+    path = write_csv(tmp_path / "typo.csv", [*review_rows(40), ("a typo row", "frsh")])
+    args = [sys.executable, "-m", "ferry.cli", "validate", "--set", f"data.path={path}",
+            "--set", "data.recipe=null", "--set", "data.dvc_file=none.dvc",
+            "--set", "data.min_class_count=5"]
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "typo.csv" in proc.stderr and "_row 41: 'frsh'" in proc.stderr
+    good = write_csv(tmp_path / "good.csv", review_rows(40))
+    args[args.index(f"data.path={path}")] = f"data.path={good}"
+    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "all expectations passed" in proc.stdout
