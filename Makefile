@@ -9,7 +9,9 @@ export DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_T
        DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
        MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK=true PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=90
 
-.PHONY: setup run test lint bench clean
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup run test bench repro clean
 setup: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
@@ -29,6 +31,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py
+
+repro: setup
+	$(BIN)/dvc repro
 
 clean:
 	rm -rf .ferry prepared mlruns/mlflow.db mlruns/artifacts
