@@ -55,7 +55,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    return frame
+    # labels compare as strings (configs list them as strings); nulls stay null for validation
+    return frame.apply(lambda col: col.map(lambda v: v if pd.isna(v) else str(v)))
 
 
 def _check_utf8(path: Path, raw: bytes) -> None:

@@ -75,6 +75,9 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     sched = warmup_linear(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     result = FitResult(best_epoch=0, best_metric=-math.inf)
     start = _resume(ckpt, model, opt, sched, result)
+    for record in result.history:  # a resumed run shows the epochs it did not redo
+        if on_epoch:
+            on_epoch(int(record["epoch"]), record)
     began = time.perf_counter()
     for epoch in range(start + 1, cfg.epochs + 1):
         if epoch - result.best_epoch > cfg.patience and result.best_epoch:

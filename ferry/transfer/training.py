@@ -51,7 +51,7 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     folder = Path(cfg.paths.checkpoints) / f"{role}-{identity_key(identity)}"
     if not cfg.train.resume and folder.exists():
         shutil.rmtree(folder)
-    if (done := _finished(folder, identity_key(identity))) is not None:
+    if (done := _finished(folder, identity_key(identity), on_epoch)) is not None:
         return done
     torch.manual_seed(cfg.train.seed)
     tokenizer = classifier.load_tokenizer(source.path)
@@ -81,20 +81,27 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     _write_json(folder / DONE, {"key": identity_key(identity), "strategy": policy.name,
                                 "best_epoch": result.best_epoch,
                                 "best_metric": result.best_metric, "seconds": result.seconds,
-                                "epochs": len(result.history)})
+                                "history": result.history})
     return outcome
 
 
-def _finished(folder: Path, key: str) -> Outcome | None:
-    """A completed training of the same identity: reuse its exported model, train nothing."""
+def _finished(folder: Path, key: str,
+              on_epoch: Callable[[int, dict], None] | None) -> Outcome | None:
+    """A completed training of the same identity: reuse its exported model, train nothing.
+
+    Its per-epoch history is replayed to ``on_epoch`` so the new run still shows the curves.
+    """
     marker = folder / DONE
     if not marker.is_file() or not (folder / "model" / "model.safetensors").is_file():
         return None
     done = json.loads(marker.read_text(encoding="utf-8"))
-    if done.get("key") != key:
+    if done.get("key") != key or "history" not in done:
         return None
+    for record in done["history"]:
+        if on_epoch:
+            on_epoch(int(record["epoch"]), record)
     return Outcome(folder / "model", done["strategy"], done["best_epoch"], done["best_metric"],
-                   done["epochs"], 0.0)
+                   len(done["history"]), 0.0)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -84,3 +84,6 @@ def test_linear_probe_rerun_hits_the_caches(tiny_project):
     assert _task_states("retrieve_pretrained")[-1] == "Cached"
     assert features[0].stat().st_mtime_ns == stamp
     assert result["model"]["version"] == "2"
+    cfg = load_config(None, probe)  # the reused training still shows its curves in the new run
+    history = tracking.client(cfg, root).get_metric_history(result["run_id"], "val_accuracy")
+    assert [m.step for m in history] == [1, 2, 3, 4, 5]

@@ -111,3 +111,28 @@ def test_untracked_user_file_is_versioned_by_its_md5(tmp_path):
     path = write_csv(tmp_path / "mine.csv", review_rows(20))
     version = versioning.ensure_data(tmp_path, Path("none.dvc"), Path("mine.csv"), None)
     assert not version.dvc_tracked and version.md5 == versioning.file_md5(path)
+
+
+def test_user_parquet_in_data_is_versioned_with_dvc_add(tmp_path):
+    """A user's own table goes through `dvc add data` and is then read like the recipe's."""
+    root = tmp_path / "proj"
+    (root / "data").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    from dvc.repo import Repo
+
+    Repo.init(str(root))
+    frame = pd.DataFrame(review_rows(30), columns=["body", "queue"])
+    frame.to_parquet(root / "data" / "tickets.parquet")
+    md5 = versioning.add(root, Path("data"))
+    assert (root / "data.dvc").is_file() and md5.endswith(".dir")
+    version = versioning.ensure_data(root, Path("data.dvc"), Path("data/tickets.parquet"), None)
+    assert version.dvc_tracked and version.md5 == md5 and version.origin == "workspace"
+    table = read_table(root / "data" / "tickets.parquet", ["body", "queue"])
+    assert len(table) == 30 and table[ROW].tolist()[:2] == [1, 2]
+
+
+def test_parquet_labels_are_read_as_strings(tmp_path):
+    path = tmp_path / "ints.parquet"
+    pd.DataFrame({"text": ["a", "b", None], "label": [0, 1, 1]}).to_parquet(path)
+    table = read_table(path, ["text", "label"])
+    assert table["label"].tolist() == ["0", "1", "1"] and table["text"].isna().tolist()[2]
