@@ -28,7 +28,8 @@ def test_real_flow_on_fresh_clone_predicts_by_alias(project, prefect_harness):
     from flows.transfer import transfer
 
     cfg = load_config(REPO / "configs" / "default.yaml",
-                      ["data.max_rows=400", "train.epochs=2", "tracking.model_name=real"])
+                      ["data.max_rows=500", "train.epochs=2", "train.batch_size=16",
+                       "tracking.model_name=real"])
     result = transfer(cfg)
 
     assert result["metrics"]["test_accuracy"] >= 0.6
