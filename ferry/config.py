@@ -72,9 +72,11 @@ class ModelConfig(_Strict):
 class StrategyConfig(_Strict):
     """How pretrained knowledge is transferred (see ferry.transfer.strategies)."""
 
-    name: Literal["linear_probe", "freeze_bottom", "full"] = "full"
+    name: Literal["linear_probe", "freeze_bottom", "full", "gradual_unfreeze"] = "full"
     frozen_layers: int = Field(2, ge=0)
     backbone_lr_factor: float = Field(0.1, gt=0, le=10)
+    layer_decay: float = Field(1.0, gt=0, le=1)
+    unfreeze_per_epoch: int = Field(1, ge=1)
     probe_epochs: int = Field(40, ge=1)
     probe_lr: float = Field(3e-3, gt=0)
 

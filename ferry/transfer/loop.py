@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -33,6 +34,14 @@ class FitResult:
     stopped_early: bool = False
 
 
+class Hooks(Protocol):
+    """A strategy bound to its model: unfreezing per epoch, and its checkpointed state."""
+
+    def start_epoch(self, epoch: int) -> list[dict]: ...
+    def restore(self, state: dict) -> list[dict]: ...
+    def state(self) -> dict: ...
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else the CPU (with denormals flushed: much faster)."""
     if name == "auto":
@@ -49,6 +58,10 @@ def make_optimizer(groups: list[dict], device: torch.device) -> torch.optim.Opti
 
 def warmup_linear(opt: torch.optim.Optimizer, total: int, warmup_ratio: float):
     """Linear warm-up then linear decay to zero over ``total`` steps."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, warmup_ratio))
+
+
+def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
     warm = max(1, math.ceil(total * warmup_ratio))
 
     def factor(step: int) -> float:
@@ -56,7 +69,18 @@ def warmup_linear(opt: torch.optim.Optimizer, total: int, warmup_ratio: float):
             return (step + 1) / warm
         return max(0.0, (total - step) / max(1, total - warm))
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return factor
+
+
+def add_groups(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR,
+               groups: list[dict]) -> None:
+    """Add param groups mid-training, on the schedule's current factor (LambdaLR does not)."""
+    for group in groups:
+        base = group["lr"]
+        opt.add_param_group({**group, "initial_lr": base})
+        sched.base_lrs.append(base)
+        sched.lr_lambdas.append(sched.lr_lambdas[0])
+        opt.param_groups[-1]["lr"] = base * sched.lr_lambdas[0](max(sched.last_epoch, 0))
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -67,14 +91,14 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         steps_per_epoch: int, validate: Callable[[nn.Module], dict[str, float]],
         cfg: TrainConfig, ckpt: Checkpointer | None, extra_state: dict | None = None,
         on_epoch: Callable[[int, dict], None] | None = None,
-        monitor: str = "val_accuracy") -> FitResult:
+        monitor: str = "val_accuracy", hooks: Hooks | None = None) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs (resuming from ``ckpt``); leave it at its best."""
     device = resolve_device(cfg.device)
     model.to(device)
     opt = make_optimizer(groups, device)
     sched = warmup_linear(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     result = FitResult(best_epoch=0, best_metric=-math.inf)
-    start = _resume(ckpt, model, opt, sched, result)
+    start = _resume(ckpt, model, opt, sched, result, hooks)
     for record in result.history:  # a resumed run shows the epochs it did not redo
         if on_epoch:
             on_epoch(int(record["epoch"]), record)
@@ -83,6 +107,8 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         if epoch - result.best_epoch > cfg.patience and result.best_epoch:
             result.stopped_early = True
             break
+        if hooks:
+            add_groups(opt, sched, hooks.start_epoch(epoch))
         record = _epoch(model, batches(epoch), steps_per_epoch, opt, sched, device, epoch, cfg)
         record.update(validate(model))
         result.history.append(record)
@@ -95,7 +121,7 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
                        "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
                        "best_epoch": result.best_epoch, "best_metric": result.best_metric,
                        "history": [{k: float(v) for k, v in h.items()} for h in result.history],
-                       **(extra_state or {})})
+                       **(extra_state or {}), **({"strategy": hooks.state()} if hooks else {})})
         if on_epoch:
             on_epoch(epoch, record)
     if ckpt:
@@ -105,10 +131,13 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
 
 
 def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimizer,
-            sched: torch.optim.lr_scheduler.LRScheduler, result: FitResult) -> int:
+            sched: torch.optim.lr_scheduler.LambdaLR, result: FitResult,
+            hooks: Hooks | None) -> int:
     state = ckpt.load() if ckpt else None
     if state is None:
         return 0
+    if hooks:  # unfreeze exactly what was unfrozen, so the param groups line up again
+        add_groups(opt, sched, hooks.restore(state.get("strategy", {})))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])

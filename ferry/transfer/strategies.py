@@ -1,8 +1,11 @@
 """Transfer strategies as policy objects: which parameters train, and at what learning rate.
 
 A strategy never trains anything itself; it freezes parameters and returns optimizer param
-groups for the one training loop (the Lightning BackboneFinetuning idea). Its ``state`` goes
-into every checkpoint so that a resumed run restores exactly the same frozen set.
+groups for the one training loop (the Lightning BackboneFinetuning idea). Backbone learning
+rates are ``lr * backbone_lr_factor``, decayed by ``layer_decay`` per block below the top
+(layer-wise LR decay; 1.0 = off). A strategy can unfreeze more at the start of an epoch
+(gradual unfreezing); its ``state`` goes into every checkpoint and ``restore`` replays it, so a
+resumed run has exactly the frozen set and param groups it had when it stopped.
 """
 
 from __future__ import annotations
@@ -35,11 +38,18 @@ def param_groups(modules_lr: list[tuple[list[nn.Parameter], float]],
     return [g for g in groups if g["params"]]
 
 
+def depth_units(model: TextClassifier) -> list[list[nn.Parameter]]:
+    """Backbone parameters by depth, top first: last block, ..., first block, embeddings."""
+    bottom, blocks = layer_groups(model)
+    return [list(b.parameters()) for b in reversed(blocks)] + [bottom]
+
+
 @dataclass
 class Strategy:
     """Base policy: everything trains, backbone at ``lr * backbone_lr_factor``."""
 
     backbone_lr_factor: float = 1.0
+    layer_decay: float = 1.0
     name: ClassVar[str] = "base"
     cached_features: ClassVar[bool] = False
 
@@ -51,6 +61,10 @@ class Strategy:
         """How many encoder blocks (from the bottom) stay frozen; embeddings freeze with any."""
         return 0
 
+    def unit_lr(self, lr: float, depth: int) -> float:
+        """LR of the backbone unit ``depth`` steps below the top block."""
+        return lr * self.backbone_lr_factor * self.layer_decay ** depth
+
     def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
         """Freeze what the policy says and return the optimizer's param groups."""
         bottom, blocks = layer_groups(model)
@@ -59,9 +73,18 @@ class Strategy:
             _freeze(bottom)
             for block in blocks[:n]:
                 _freeze(list(block.parameters()))
-        backbone = list(model.encoder.parameters())
-        return param_groups([(backbone, lr * self.backbone_lr_factor),
-                             (list(model.head.parameters()), lr)], weight_decay)
+        units = [(params, self.unit_lr(lr, d)) for d, params in enumerate(depth_units(model))]
+        return param_groups([*units, (list(model.head.parameters()), lr)], weight_decay)
+
+    def start_epoch(self, epoch: int, model: TextClassifier, lr: float,
+                    weight_decay: float) -> list[dict]:
+        """Param groups to add at the start of ``epoch`` (1-based); none for static policies."""
+        return []
+
+    def restore(self, state: dict, model: TextClassifier, lr: float,
+                weight_decay: float) -> list[dict]:
+        """Re-apply a checkpoint's unfreezing; returns the groups it had added, in order."""
+        return []
 
     def state(self, model: TextClassifier) -> dict:
         """What a checkpoint must restore: the strategy and each parameter's trainable flag."""
@@ -92,6 +115,44 @@ class FreezeBottom(Full):
 
 
 @dataclass
+class GradualUnfreeze(Full):
+    """ULMFiT-style: epoch 1 trains the head; each later epoch unfreezes the next block(s) from
+    the top (embeddings last), each added as a new param group at its decayed LR."""
+
+    per_epoch: int = 1
+    unfrozen: int = 0
+    name: ClassVar[str] = "gradual_unfreeze"
+
+    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+        _freeze(list(model.encoder.parameters()))
+        self.unfrozen = 0
+        return param_groups([(list(model.head.parameters()), lr)], weight_decay)
+
+    def _unfreeze_to(self, target: int, model: TextClassifier, lr: float,
+                     weight_decay: float) -> list[dict]:
+        units = depth_units(model)
+        added: list[dict] = []
+        while self.unfrozen < min(target, len(units)):
+            params = units[self.unfrozen]
+            for p in params:
+                p.requires_grad_(True)
+            added += param_groups([(params, self.unit_lr(lr, self.unfrozen))], weight_decay)
+            self.unfrozen += 1
+        return added
+
+    def start_epoch(self, epoch: int, model: TextClassifier, lr: float,
+                    weight_decay: float) -> list[dict]:
+        return self._unfreeze_to((epoch - 1) * self.per_epoch, model, lr, weight_decay)
+
+    def restore(self, state: dict, model: TextClassifier, lr: float,
+                weight_decay: float) -> list[dict]:
+        return self._unfreeze_to(int(state.get("unfrozen", 0)), model, lr, weight_decay)
+
+    def state(self, model: TextClassifier) -> dict:
+        return {**super().state(model), "unfrozen": self.unfrozen}
+
+
+@dataclass
 class LinearProbe(Strategy):
     """Frozen backbone: features are computed once (and cached); only the head trains."""
 
@@ -117,9 +178,11 @@ class Scratch(Strategy):
 
 def from_config(cfg: StrategyConfig) -> Strategy:
     """The policy object for a config block."""
+    common = {"backbone_lr_factor": cfg.backbone_lr_factor, "layer_decay": cfg.layer_decay}
     if cfg.name == "linear_probe":
         return LinearProbe()
     if cfg.name == "freeze_bottom":
-        return FreezeBottom(backbone_lr_factor=cfg.backbone_lr_factor,
-                            frozen_layers=cfg.frozen_layers)
-    return Full(backbone_lr_factor=cfg.backbone_lr_factor)
+        return FreezeBottom(frozen_layers=cfg.frozen_layers, **common)
+    if cfg.name == "gradual_unfreeze":
+        return GradualUnfreeze(per_epoch=cfg.unfreeze_per_epoch, **common)
+    return Full(**common)

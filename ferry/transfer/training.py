@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ferry.config import FerryConfig
+from ferry.errors import CheckpointError
 from ferry.evaluation import metrics
 from ferry.models import classifier
 from ferry.models.sources import PretrainedSource
@@ -72,8 +73,9 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
         enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
         net, batches, steps, validate = _text_setup(model, enc, cfg, device)
     budget = policy.budget(cfg.train, cfg.strategy)
+    hooks = BoundPolicy(policy, model, budget.lr, cfg.train.weight_decay)
     result = fit(net, groups, batches, steps, validate, budget, ckpt,
-                 {"config": cfg.to_yaml(), "strategy": policy.state(model)}, on_epoch)
+                 {"config": cfg.to_yaml()}, on_epoch, hooks=hooks)
     model.cpu()
     out = classifier.save(model, tokenizer, cfg.data.labels, cfg.model, folder / "model")
     outcome = Outcome(out, policy.name, result.best_epoch, result.best_metric,
@@ -83,6 +85,30 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
                                 "best_metric": result.best_metric, "seconds": result.seconds,
                                 "history": result.history})
     return outcome
+
+
+@dataclass
+class BoundPolicy:
+    """A strategy bound to its model and LR: the loop's per-epoch and checkpoint hooks."""
+
+    policy: strategies.Strategy
+    model: torch.nn.Module
+    lr: float
+    weight_decay: float
+
+    def start_epoch(self, epoch: int) -> list[dict]:
+        return self.policy.start_epoch(epoch, self.model, self.lr, self.weight_decay)
+
+    def restore(self, state: dict) -> list[dict]:
+        """Replay the checkpoint's unfreezing and check the trainable set matches it."""
+        groups = self.policy.restore(state, self.model, self.lr, self.weight_decay)
+        if "trainable" in state and self.state()["trainable"] != state["trainable"]:
+            raise CheckpointError("the checkpoint's trainable parameters differ from what "
+                                  f"strategy {self.policy.name!r} restores; refusing to resume")
+        return groups
+
+    def state(self) -> dict:
+        return self.policy.state(self.model)
 
 
 def _finished(folder: Path, key: str,

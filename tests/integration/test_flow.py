@@ -87,3 +87,16 @@ def test_linear_probe_rerun_hits_the_caches(tiny_project):
     cfg = load_config(None, probe)  # the reused training still shows its curves in the new run
     history = tracking.client(cfg, root).get_metric_history(result["run_id"], "val_accuracy")
     assert [m.step for m in history] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("strategy", ["freeze_bottom", "gradual_unfreeze"])
+def test_other_strategies_run_through_the_flow(tiny_project, strategy):
+    root, overrides = tiny_project
+    extra = [f"strategy.name={strategy}", "strategy.frozen_layers=1", "train.epochs=3",
+             "strategy.layer_decay=0.8", f"tracking.model_name=tiny-{strategy}"]
+    cfg, result = _run([*overrides, *extra])
+    run = tracking.client(cfg, root).get_run(result["run_id"])
+    assert run.data.tags["ferry.strategy"] == strategy
+    assert run.data.params["strategy.layer_decay"] == "0.8"
+    model = tracking.load_model(cfg, root, f"models:/tiny-{strategy}@challenger")
+    assert set(model.predict(["great superb film", "dull boring plot"])) <= {"fresh", "rotten"}

@@ -122,3 +122,62 @@ def test_checkpoint_of_another_run_is_refused(tiny_bert, tmp_path):
     Checkpointer(tmp_path, {"run": "a"}).save({"epoch": 1})
     with pytest.raises(CheckpointError, match="another config or data version"):
         Checkpointer(tmp_path, {"run": "b"}).load()
+
+
+def _groups_signature(opt_state: dict) -> list[tuple]:
+    """Param groups as (lr, weight decay, parameter count), comparable across processes."""
+    return [(round(g["lr"], 12), g["weight_decay"], len(g["params"]))
+            for g in opt_state["param_groups"]]
+
+
+def _unfreeze_fit(tiny_bert, enc, val, folder, on_epoch=None):
+    from ferry.transfer.inference import run
+    from ferry.transfer.training import BoundPolicy
+
+    torch.manual_seed(0)
+    model = _model(tiny_bert)
+    policy = strategies.from_config(StrategyConfig(name="gradual_unfreeze", layer_decay=0.5))
+    groups = policy.configure(model, 3e-3, 0.01)
+    cfg = TrainConfig(epochs=4, lr=3e-3, device="cpu", patience=4)
+
+    def validate(net):
+        net.eval()
+        logits = run(net, text_batches(val, 64, None), len(val), torch.device("cpu"))
+        return {"val_accuracy": float((logits.argmax(1) == val.labels).float().mean())}
+
+    result = fit(model, groups, lambda e: text_batches(enc, 16, e), -(-len(enc) // 16),
+                 validate, cfg, Checkpointer(folder, {"run": "gu"}), None, on_epoch,
+                 hooks=BoundPolicy(policy, model, 3e-3, 0.01))
+    return model, result
+
+
+def test_gradual_unfreeze_resume_keeps_unfrozen_layers_and_param_groups(tiny_bert, tmp_path):
+    enc, val = _encoded(tiny_bert, 96), _encoded(tiny_bert, 30, seed=9)
+
+    def stop_at(n):
+        def hook(epoch, record):
+            if epoch == n:
+                raise KeyboardInterrupt("killed")
+        return hook
+
+    # reference: uninterrupted until the end of epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        _unfreeze_fit(tiny_bert, enc, val, tmp_path / "ref", stop_at(3))
+    reference = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
+    # killed after epoch 2 (the first unfreeze step happened at its start), then resumed
+    with pytest.raises(KeyboardInterrupt):
+        _unfreeze_fit(tiny_bert, enc, val, tmp_path / "run", stop_at(2))
+    killed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert killed["strategy"]["unfrozen"] == 1
+    assert any(n.startswith("encoder.encoder.layer.1.") for n in killed["strategy"]["trainable"])
+    with pytest.raises(KeyboardInterrupt):
+        _unfreeze_fit(tiny_bert, enc, val, tmp_path / "run", stop_at(3))
+    resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert resumed["strategy"] == reference["strategy"]  # same unfrozen set, step 2
+    assert _groups_signature(resumed["optimizer"]) == \
+        _groups_signature(reference["optimizer"])
+    lrs = sorted({g[0] for g in _groups_signature(resumed["optimizer"])})
+    # head : top block (x0.1 backbone factor) : next block (x0.5 layer decay), all on schedule
+    assert [lr / lrs[-1] for lr in lrs] == pytest.approx([0.05, 0.1, 1.0])
+    for key, tensor in reference["model"].items():  # resumed training == uninterrupted
+        assert torch.allclose(tensor, resumed["model"][key], atol=1e-5), key
