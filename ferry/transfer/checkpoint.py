@@ -9,9 +9,7 @@ refused rather than silently reused.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from ferry.errors import CheckpointError
+from ferry.files import content_key, write_atomic
 
 LAST = "last.pt"
 BEST = "best.safetensors"
@@ -26,8 +25,7 @@ BEST = "best.safetensors"
 
 def identity_key(identity: dict[str, Any]) -> str:
     """Stable short hash of what must match for a checkpoint to be reused."""
-    blob = json.dumps(identity, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return content_key(16, **identity)
 
 
 class Checkpointer:
@@ -57,14 +55,14 @@ class Checkpointer:
     def save(self, state: dict[str, Any]) -> Path:
         """Atomically replace the last checkpoint."""
         state = {**state, "key": self.key, "identity": json.dumps(self.identity, default=str)}
-        return _atomic(self.folder / LAST, lambda tmp: torch.save(state, tmp))
+        return write_atomic(self.folder / LAST, lambda tmp: torch.save(state, tmp))
 
     def save_best(self, model: nn.Module) -> Path:
         """Keep the best-so-far weights (safetensors) for the final model."""
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        return _atomic(self.folder / BEST, lambda tmp: save_file(tensors, str(tmp)))
+        return write_atomic(self.folder / BEST, lambda tmp: save_file(tensors, str(tmp)))
 
     def load_best(self, model: nn.Module) -> bool:
         """Load the best weights into ``model`` if they exist."""
@@ -76,12 +74,3 @@ class Checkpointer:
         model.load_state_dict(load_file(str(path)))
         return True
 
-
-def _atomic(path: Path, write: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path

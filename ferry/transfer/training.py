@@ -13,6 +13,7 @@ import torch
 from ferry.config import FerryConfig
 from ferry.errors import CheckpointError
 from ferry.evaluation import metrics
+from ferry.files import write_atomic
 from ferry.models import classifier
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import cache, inference, strategies
@@ -131,9 +132,7 @@ def _finished(folder: Path, key: str,
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
 
 
 def _text_setup(model, enc: dict[str, Encoded], cfg: FerryConfig, device: torch.device):
