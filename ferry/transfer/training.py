@@ -17,7 +17,7 @@ from ferry.files import write_atomic
 from ferry.models import classifier
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import cache, inference, strategies
-from ferry.transfer.batching import Encoded, encode, feature_batches, text_batches
+from ferry.transfer.batching import encode, feature_batches, text_batches
 from ferry.transfer.checkpoint import Checkpointer, identity_key
 from ferry.transfer.loop import fit, resolve_device
 
@@ -69,10 +69,15 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
 
             features_file = features.ensure(cfg, source, split_dir, split_key)
         feats = cache.load_features(features_file)
-        net, batches, steps, validate = _feature_setup(model, feats, cfg, device)
+        net, batches, steps, validate = _setup(
+            model.head, lambda split, bs, seed: feature_batches(
+                feats[split]["features"], feats[split]["labels"], bs, seed),
+            len(feats["train"]["labels"]), feats["validation"]["labels"], cfg, device)
     else:
         enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
-        net, batches, steps, validate = _text_setup(model, enc, cfg, device)
+        net, batches, steps, validate = _setup(
+            model, lambda split, bs, seed: text_batches(enc[split], bs, seed),
+            len(enc["train"]), enc["validation"].labels, cfg, device)
     budget = policy.budget(cfg.train, cfg.strategy)
     hooks = BoundPolicy(policy, model, budget.lr, cfg.train.weight_decay)
     result = fit(net, groups, batches, steps, validate, budget, ckpt,
@@ -135,39 +140,21 @@ def _write_json(path: Path, data: dict) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
 
 
-def _text_setup(model, enc: dict[str, Encoded], cfg: FerryConfig, device: torch.device):
+def _setup(net, make: Callable, n_train: int, val_labels: torch.Tensor, cfg: FerryConfig,
+           device: torch.device):
+    """The loop's inputs from one batch factory ``make(split, batch_size, seed)``."""
     bs, seed = cfg.train.batch_size, cfg.train.seed
-    steps = -(-len(enc["train"]) // bs)
-    val = enc["validation"]
 
     def batches(epoch: int):
-        return text_batches(enc["train"], bs, seed * 1000 + epoch)
+        return make("train", bs, seed * 1000 + epoch)
 
-    def validate(net) -> dict[str, float]:
-        net.eval()
-        logits = inference.run(net, text_batches(val, cfg.train.eval_batch_size, None),
-                               len(val), device)
-        return _val_scores(logits, val.labels, cfg.data.labels)
+    def validate(model) -> dict[str, float]:
+        model.eval()
+        logits = inference.run(model, make("validation", cfg.train.eval_batch_size, None),
+                               len(val_labels), device)
+        return _val_scores(logits, val_labels, cfg.data.labels)
 
-    return model, batches, steps, validate
-
-
-def _feature_setup(model, feats: dict, cfg: FerryConfig, device: torch.device):
-    bs, seed, head = cfg.train.batch_size, cfg.train.seed, model.head
-    train, val = feats["train"], feats["validation"]
-    steps = -(-len(train["labels"]) // bs)
-
-    def batches(epoch: int):
-        return feature_batches(train["features"], train["labels"], bs, seed * 1000 + epoch)
-
-    def validate(net) -> dict[str, float]:
-        net.eval()
-        logits = inference.run(net, feature_batches(val["features"], val["labels"],
-                                                    cfg.train.eval_batch_size, None),
-                               len(val["labels"]), device)
-        return _val_scores(logits, val["labels"], cfg.data.labels)
-
-    return head, batches, steps, validate
+    return net, batches, -(-n_train // bs), validate
 
 
 def _val_scores(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
