@@ -41,13 +41,93 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     typer.echo(f"Flow time:        {time.perf_counter() - began:.1f} s")
     typer.secho(f"MLflow run:       {result['run_id']}", fg="green")
     for key in ("test_accuracy", "test_macro_f1", "best_val_accuracy", "scratch_test_accuracy",
-                "transfer_gain"):
+                "transfer_gain", "shift_train_test_mmd2", "shift_train_test_p"):
         if key in m:
-            typer.echo(f"{key + ':':18}{m[key]:.4f}")
+            typer.echo(f"{key + ':':22}{m[key]:.4f}")
+    if "transfer_gain_ci_low" in m:
+        typer.echo(f"{'receipt:':22}transfer gain {m['transfer_gain']:+.4f}, 95% CI "
+                   f"[{m['transfer_gain_ci_low']:+.4f}, {m['transfer_gain_ci_high']:+.4f}]")
     model = result["model"]
     typer.secho(f"Registered model: {model['name']} version {model['version']} "
                 f"(alias @{model['alias']})", fg="green")
     typer.echo(f"Load it: mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')")
+
+
+@app.command()
+def sweep(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Compare strategies (sweep.strategies) on one data version; register the best."""
+    import importlib
+    import time
+
+    from ferry import experiments, steps
+
+    cfg = _config(config, set_)
+    workers = experiments.workers(cfg, steps.retrieve_pretrained(cfg))
+    typer.echo(f"Sweeping {', '.join(cfg.sweep.strategies)} ({workers} at a time)")
+    began = time.perf_counter()
+    result = importlib.import_module("flows.sweep").run(cfg, workers)
+    typer.echo(f"Flow time: {time.perf_counter() - began:.1f} s")
+    _table(result["rows"], ("strategy", "val_accuracy", "test_accuracy", "test_macro_f1",
+                            "train_minutes", "trainable_params", "transfer_gain"))
+    typer.secho(f"Parent run {result['run_id']}: comparison.csv/.png; best by validation: "
+                f"{result['best']} -> {result['model']['name']} version "
+                f"{result['model']['version']} (@{result['model']['alias']})", fg="green")
+
+
+@app.command()
+def curve(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Learning curve: pretrained vs scratch at k labelled examples per class."""
+    import importlib
+    import time
+
+    from ferry import experiments, steps
+
+    cfg = _config(config, set_)
+    workers = experiments.workers(cfg, steps.retrieve_pretrained(cfg))
+    began = time.perf_counter()
+    result = importlib.import_module("flows.curve").run(cfg, workers)
+    typer.echo(f"Flow time: {time.perf_counter() - began:.1f} s")
+    _table(result["rows"], ("k", "n_train", "seeds", "pretrained_accuracy", "pretrained_std",
+                            "scratch_accuracy", "scratch_std", "gain"))
+    typer.secho(f"Curve run {result['run_id']}: curve.csv, curve_points.csv, curve.png",
+                fg="green")
+
+
+@app.command()
+def shift(rev_from: Annotated[str, typer.Option("--from", help="git revision (older data)")],
+          rev_to: Annotated[str, typer.Option("--to", help="git revision (newer data)")] = "HEAD",
+          config: ConfigOpt = None, set_: SetOpt = None,
+          json_out: Annotated[Path | None, typer.Option("--json", help="also write the result "
+                              "as JSON (for a retraining trigger)")] = None) -> None:
+    """Domain shift (MMD^2, permutation p-value) between the data at two DVC revisions."""
+    import json
+
+    from ferry import steps
+
+    cfg = _config(config, set_)
+    result = steps.shift_between_revisions(cfg, rev_from, rev_to)
+    verdict = "shifted" if result["p_value"] < 0.05 else "no significant shift"
+    typer.echo(f"{cfg.data.path} {rev_from} -> {rev_to}: MMD^2 {result['mmd2']:.5f}, "
+               f"p = {result['p_value']:.4f} ({int(result['n_a'])} vs {int(result['n_b'])} "
+               f"texts, {int(result['permutations'])} permutations): {verdict}")
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+def _table(rows: list[dict], columns: tuple[str, ...]) -> None:
+    """A plain-text table (the same figures as the CSV logged to MLflow)."""
+    def cell(value) -> str:
+        if isinstance(value, float) and value.is_integer() and abs(value) >= 10:
+            return f"{value:,.0f}"
+        if isinstance(value, float):
+            return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
+        return "" if value is None else str(value)
+
+    widths = [max(len(c), *(len(cell(r.get(c))) for r in rows)) for c in columns]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        typer.echo("  ".join(cell(row.get(c)).ljust(w) for c, w in zip(columns, widths,
+                                                                       strict=True)))
 
 
 @app.command()

@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ferry.errors import ConfigError
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
+# Zero-shot prototypes of the default labels; a label without a description uses its name.
+DEFAULT_DESCRIPTIONS: dict[str, list[str]] = {
+    "rotten": ["a negative review of a bad, boring, disappointing film",
+               "this movie is awful and a waste of time"],
+    "fresh": ["a positive review of a good, moving, enjoyable film",
+              "this movie is excellent and well worth seeing"]}
 
 
 class _Strict(BaseModel):
@@ -69,16 +75,32 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-class StrategyConfig(_Strict):
-    """How pretrained knowledge is transferred (see ferry.transfer.strategies)."""
+StrategyName = Literal["linear_probe", "freeze_bottom", "full", "gradual_unfreeze", "lora",
+                       "scratch", "zero_shot"]
 
-    name: Literal["linear_probe", "freeze_bottom", "full", "gradual_unfreeze"] = "full"
+
+class StrategyConfig(_Strict):
+    """How pretrained knowledge is transferred (see ferry.transfer.strategies).
+
+    Each strategy reads only its own keys; the rest are ignored by it, so one block can drive a
+    sweep over several strategies.
+    """
+
+    name: StrategyName = "full"
     frozen_layers: int = Field(2, ge=0)
     backbone_lr_factor: float = Field(0.1, gt=0, le=10)
     layer_decay: float = Field(1.0, gt=0, le=1)
     unfreeze_per_epoch: int = Field(1, ge=1)
     probe_epochs: int = Field(40, ge=1)
     probe_lr: float = Field(3e-3, gt=0)
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_targets: list[str] | Literal["all-linear"] = "all-linear"
+    lora_merge: bool = True
+    label_descriptions: dict[str, str | list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_DESCRIPTIONS))
+    zero_shot_scale: float = Field(20.0, gt=0)
 
 
 class TrainConfig(_Strict):
@@ -95,6 +117,63 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     resume: bool = True
     log_every: int = Field(50, ge=1)
+
+
+class ReceiptConfig(_Strict):
+    """The transfer receipt: paired bootstrap of (transfer - scratch) test accuracy."""
+
+    bootstrap_samples: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 0
+
+
+class ShiftConfig(_Strict):
+    """Domain shift: MMD^2 (RBF kernel, median heuristic) + permutation test on embeddings."""
+
+    enabled: bool = True
+    max_samples: int = Field(500, ge=10)
+    permutations: int = Field(500, ge=19)
+    seed: int = 0
+
+
+class SweepConfig(_Strict):
+    """``ferry sweep``: strategies compared on one data version; best validation accuracy wins.
+
+    ``concurrency``: how many strategy runs train at once; ``auto`` = as many as fit in free
+    (GPU or host) memory, and on a CPU at most one per 4 cores (they share the cores).
+    """
+
+    strategies: list[StrategyName] = Field(
+        default_factory=lambda: ["scratch", "zero_shot", "linear_probe", "freeze_bottom", "full",
+                                 "gradual_unfreeze", "lora"], min_length=1)
+    concurrency: int | Literal["auto"] = "auto"
+
+
+class CurveConfig(_Strict):
+    """``ferry curve``: k labelled examples per class, pretrained vs scratch, several seeds."""
+
+    sizes: list[int | Literal["all"]] = Field(default_factory=lambda: [8, 32, 128, "all"],
+                                              min_length=1)
+    seeds: int = Field(3, ge=1)
+    min_steps: int = Field(100, ge=1)
+
+
+class SelfTrainingConfig(_Strict):
+    """Self-training: pseudo-label confident unlabelled texts, round by round."""
+
+    enabled: bool = False
+    unlabelled_path: Path | None = None
+    label_fraction: float | None = Field(None, gt=0, lt=1)
+    threshold: float = Field(0.9, ge=0.5, le=1)
+    rounds: int = Field(3, ge=1)
+
+
+class AdaptationConfig(_Strict):
+    """Domain adaptation: an MMD alignment loss between labelled and unlabelled target batches."""
+
+    target_path: Path | None = None
+    text_column: str = "text"
+    weight: float = Field(1.0, ge=0)
 
 
 class TrackingConfig(_Strict):
@@ -123,7 +202,13 @@ class FerryConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    baseline: Literal["none", "scratch"] = "none"
+    baseline: Literal["none", "scratch"] = "scratch"
+    receipt: ReceiptConfig = Field(default_factory=ReceiptConfig)
+    shift: ShiftConfig = Field(default_factory=ShiftConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    curve: CurveConfig = Field(default_factory=CurveConfig)
+    self_training: SelfTrainingConfig = Field(default_factory=SelfTrainingConfig)
+    adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 

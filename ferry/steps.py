@@ -36,6 +36,8 @@ class Trained(BaseModel):
     best_val_accuracy: float
     resumed_from: int
     train_seconds: float
+    trainable_params: int = 0
+    cached: bool = False
 
 
 class Registered(BaseModel):
@@ -48,14 +50,17 @@ def root() -> Path:
     return Path.cwd()
 
 
-def start_run(cfg: FerryConfig) -> str:
-    """Open the MLflow run every later step logs into."""
+def start_run(cfg: FerryConfig, kind: str = "transfer", parent_id: str | None = None) -> str:
+    """Open the MLflow run every later step logs into (a child run when ``parent_id`` is set)."""
     from ferry import tracking
 
-    name = cfg.tracking.run_name or (
-        f"{cfg.strategy.name}-{cfg.model.name.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}")
-    tags = {"ferry.strategy": cfg.strategy.name, "ferry.baseline": cfg.baseline,
-            "ferry.dataset": str(cfg.data.path)}
+    what = cfg.strategy.name if kind == "transfer" else kind
+    name = cfg.tracking.run_name if cfg.tracking.run_name and not parent_id else (
+        f"{what}-{cfg.model.name.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    tags = {"ferry.kind": kind, "ferry.strategy": cfg.strategy.name,
+            "ferry.baseline": cfg.baseline, "ferry.dataset": str(cfg.data.path)}
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
     return tracking.start_run(cfg, root(), name, tags)
 
 
@@ -203,13 +208,16 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
         "pretrained.source": source.label, "pretrained.path": source.path,
         "pretrained.sha256": source.sha256})
     prefix = "" if role == "transfer" else f"{role}_"
-    logger = tracking.epoch_logger(cfg, root(), run_id, prefix)
-    out = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
-                         Path(features_file) if features_file else None, role, logger)
+    if role == "transfer" and cfg.self_training.enabled:
+        out = _self_train(cfg, source, prepared, run_id)
+    else:
+        logger = tracking.epoch_logger(cfg, root(), run_id, prefix)
+        out = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
+                             Path(features_file) if features_file else None, role, logger)
     return Trained(model_dir=str(out.model_dir), role=role, strategy=out.strategy,
                    best_epoch=out.best_epoch, best_val_accuracy=out.best_metric,
-                   resumed_from=out.resumed_from,
-                   train_seconds=out.seconds)
+                   resumed_from=out.resumed_from, train_seconds=out.seconds,
+                   trainable_params=out.trainable_params, cached=out.cached)
 
 
 def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str) -> dict:
@@ -227,15 +235,69 @@ def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str
     return metrics
 
 
-def transfer_gain(cfg: FerryConfig, run_id: str, transfer: dict, scratch: dict) -> dict:
-    """The receipt: fine-tuned minus scratch, on the test split."""
-    from ferry import tracking
+def transfer_gain(cfg: FerryConfig, run_id: str, trained: Trained, scratch: Trained) -> dict:
+    """The receipt: fine-tuned minus scratch test accuracy, with a paired bootstrap interval.
 
-    gain = {"transfer_gain": transfer["test_accuracy"] - scratch["scratch_test_accuracy"],
-            "transfer_gain_macro_f1": transfer["test_macro_f1"] - scratch["scratch_test_macro_f1"]}
-    tracking.log_metrics(cfg, root(), run_id, gain)
-    tracking.set_tags(cfg, root(), run_id, {"ferry.negative_transfer": gain["transfer_gain"] < 0})
-    return gain
+    ``ferry.negative_transfer`` is true only when the whole interval lies below zero.
+    """
+    import numpy as np
+
+    from ferry import tracking
+    from ferry.evaluation.receipt import paired_bootstrap
+    from ferry.transfer.training import predictions
+
+    mine = predictions(Path(trained.model_dir), _prefix(trained))
+    base = predictions(Path(scratch.model_dir), _prefix(scratch))
+    if mine["y_true"] != base["y_true"]:
+        raise ValueError("transfer and scratch were scored on different test examples")
+    opts = cfg.receipt
+    gain, low, high = paired_bootstrap(np.array(mine["y_true"]), np.array(mine["y_pred"]),
+                                       np.array(base["y_pred"]), opts.bootstrap_samples,
+                                       opts.confidence, opts.seed)
+    out = {"transfer_gain": gain, "transfer_gain_ci_low": low, "transfer_gain_ci_high": high,
+           "scratch_test_accuracy": float(np.mean(np.array(base["y_pred"]) ==
+                                                  np.array(base["y_true"])))}
+    tracking.log_metrics(cfg, root(), run_id, out)
+    tracking.set_tags(cfg, root(), run_id, {"ferry.negative_transfer": high < 0,
+                                            "ferry.scratch_model": scratch.model_dir})
+    return out
+
+
+def _prefix(trained: Trained) -> str:
+    return "" if trained.role == "transfer" else f"{trained.role}_"
+
+
+def domain_shift(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
+                 run_id: str) -> dict:
+    """MMD^2 and p-value between the train and test texts, on pretrained embeddings."""
+    from ferry import tracking
+    from ferry.transfer import cache, shift
+
+    if not cfg.shift.enabled:
+        return {}
+    texts = cache.split_labels(Path(prepared.split_dir), cfg, ("train", "test"))
+    result = shift.between(cfg, source, texts["train"][0], texts["test"][0])
+    out = {"shift_train_test_mmd2": result.mmd2, "shift_train_test_p": result.p_value}
+    tracking.log_metrics(cfg, root(), run_id, out)
+    return out
+
+
+def shift_between_revisions(cfg: FerryConfig, rev_from: str, rev_to: str) -> dict:
+    """MMD^2 and p-value between the dataset's texts at two git/DVC revisions."""
+    import tempfile
+
+    from ferry.data.loading import read_table
+    from ferry.data.versioning import read_at
+    from ferry.transfer import shift
+
+    texts = []
+    with tempfile.TemporaryDirectory(prefix="ferry-shift-") as tmp:
+        for i, rev in enumerate((rev_from, rev_to)):
+            path = read_at(root(), cfg.data.path, rev, Path(tmp) / f"{i}{cfg.data.path.suffix}")
+            frame = read_table(path, [cfg.data.text_column])
+            texts.append([str(t) for t in frame[cfg.data.text_column]])
+    result = shift.between(cfg, retrieve_pretrained(cfg), texts[0], texts[1])
+    return {"from": rev_from, "to": rev_to, **result.as_dict()}
 
 
 def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersion,
@@ -254,3 +316,47 @@ def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersi
             f"{metrics['test_accuracy']:.4f}.")
     name, number = tracking.register(cfg, root(), run_id, Path(trained.model_dir), tags, text)
     return Registered(name=name, version=number, alias=cfg.tracking.alias)
+
+
+def log_metrics(cfg: FerryConfig, run_id: str, metrics: dict[str, float]) -> None:
+    from ferry import tracking
+
+    tracking.log_metrics(cfg, root(), run_id, metrics)
+
+
+def _self_train(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared, run_id: str):
+    """Self-training rounds, each logged with the round as step (``self_training_*``)."""
+    from ferry import tracking
+    from ferry.errors import ConfigError
+    from ferry.transfer import self_training
+
+    pool = cfg.self_training.unlabelled_path or Path(prepared.split_dir) / "unlabelled.csv"
+    if not Path(pool).is_file():
+        raise ConfigError("self_training.enabled needs self_training.unlabelled_path (a CSV of "
+                          "texts) or self_training.label_fraction (hide part of the labels)")
+
+    def on_round(round_: int, record: dict) -> None:
+        tracking.log_metrics(cfg, root(), run_id,
+                             {f"self_training_{k}": v for k, v in record.items()}, step=round_)
+
+    return self_training.run(cfg, source, Path(prepared.split_dir), prepared.split_key,
+                             Path(pool), on_round)
+
+
+def hide_labels(cfg: FerryConfig, prepared: Prepared, run_id: str) -> Prepared:
+    """With ``self_training.label_fraction``: keep that share of the training labels (the
+    rest become the unlabelled pool). Every later step, scratch included, sees only those."""
+    from ferry import tracking
+    from ferry.data import subsets
+    from ferry.data.splits import read_split
+
+    fraction = cfg.self_training.label_fraction
+    if not fraction:
+        return prepared
+    split_dir, key, _pool = subsets.hide_labels(Path(prepared.split_dir), prepared.split_key,
+                                               cfg.data.label_column, fraction,
+                                               cfg.data.split.seed)
+    rows = {**prepared.rows, "train": len(read_split(split_dir, "train"))}
+    tracking.log_metrics(cfg, root(), run_id, {"data.rows_train_labelled": rows["train"]})
+    return Prepared(split_dir=str(split_dir), split_key=key, report_dir=prepared.report_dir,
+                    rows=rows)

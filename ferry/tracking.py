@@ -184,7 +184,7 @@ def _requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{pkg}=={version(pkg)}" for pkg in
-            ("torch", "transformers", "safetensors", "tokenizers", "mlflow", "pydantic",
+            ("torch", "transformers", "safetensors", "tokenizers", "peft", "mlflow", "pydantic",
              "pyyaml", "pandas", "scikit-learn", "tqdm")]
 
 

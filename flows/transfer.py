@@ -3,8 +3,14 @@
 from prefect import flow
 
 from ferry.config import FerryConfig
-from tasks.data import log_validation, resolve_data, validate_data
-from tasks.model import evaluate, extract_features, fine_tune, retrieve_pretrained
+from tasks.data import hide_labels, log_validation, resolve_data, validate_data
+from tasks.model import (
+    domain_shift,
+    evaluate,
+    extract_features,
+    fine_tune,
+    retrieve_pretrained,
+)
 from tasks.tracking import finish_run, register, start_run, transfer_gain
 
 
@@ -15,15 +21,16 @@ def transfer(cfg: FerryConfig) -> dict:
     try:
         version = resolve_data(cfg, run_id)
         prepared = validate_data(cfg, version, run_id)
-        prepared = log_validation(cfg, version, prepared, run_id)
+        prepared = hide_labels(cfg, log_validation(cfg, version, prepared, run_id), run_id)
         source = retrieve_pretrained(cfg)
+        metrics = domain_shift(cfg, source, prepared, run_id)
         features = extract_features(cfg, source, prepared)
         trained = fine_tune(cfg, source, prepared, features, run_id)
-        metrics = evaluate(cfg, trained, prepared, run_id)
+        metrics |= evaluate(cfg, trained, prepared, run_id)
         if cfg.baseline == "scratch":
             scratch = fine_tune(cfg, source, prepared, None, run_id, role="scratch")
-            scratch_metrics = evaluate(cfg, scratch, prepared, run_id)
-            metrics |= scratch_metrics | transfer_gain(cfg, run_id, metrics, scratch_metrics)
+            metrics |= evaluate(cfg, scratch, prepared, run_id)
+            metrics |= transfer_gain(cfg, run_id, trained, scratch)
         registered = register(cfg, trained, run_id, version, source, metrics)
     except BaseException:
         finish_run(cfg, run_id, ok=False)

@@ -28,6 +28,12 @@ def log_validation(cfg: FerryConfig, version: DataVersion, prepared: steps.Prepa
     return steps.log_validation(cfg, version, prepared, run_id)
 
 
+@task(name="hide_labels")
+def hide_labels(cfg: FerryConfig, prepared: steps.Prepared, run_id: str) -> steps.Prepared:
+    """Keep only self_training.label_fraction of the training labels (no-op when unset)."""
+    return steps.hide_labels(cfg, prepared, run_id)
+
+
 def _is_user_error(state) -> bool:
     """Bad input is not retried: only I/O hiccups are."""
     from ferry.errors import FerryError

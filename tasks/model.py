@@ -34,3 +34,10 @@ def evaluate(cfg: FerryConfig, trained: steps.Trained, prepared: steps.Prepared,
              run_id: str) -> dict:
     """Metrics on validation and test, confusion matrix and report."""
     return steps.evaluate(cfg, trained, prepared, run_id)
+
+
+@task(name="domain_shift")
+def domain_shift(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
+                 run_id: str) -> dict:
+    """MMD^2 between train and test embeddings, with its p-value (cached on disk, logged)."""
+    return steps.domain_shift(cfg, source, prepared, run_id)

@@ -9,9 +9,9 @@ from ferry.models.sources import PretrainedSource
 
 
 @task(name="start_run", retries=2, retry_delay_seconds=2)
-def start_run(cfg: FerryConfig) -> str:
+def start_run(cfg: FerryConfig, kind: str = "transfer") -> str:
     """Create the MLflow run (params + config.yaml)."""
-    return steps.start_run(cfg)
+    return steps.start_run(cfg, kind)
 
 
 @task(name="finish_run", retries=2, retry_delay_seconds=2)
@@ -21,9 +21,10 @@ def finish_run(cfg: FerryConfig, run_id: str, ok: bool) -> None:
 
 
 @task(name="transfer_gain")
-def transfer_gain(cfg: FerryConfig, run_id: str, transfer: dict, scratch: dict) -> dict:
-    """Fine-tuned minus scratch on the test split."""
-    return steps.transfer_gain(cfg, run_id, transfer, scratch)
+def transfer_gain(cfg: FerryConfig, run_id: str, trained: steps.Trained,
+                  scratch: steps.Trained) -> dict:
+    """Fine-tuned minus scratch on the test split, with its bootstrap interval."""
+    return steps.transfer_gain(cfg, run_id, trained, scratch)
 
 
 @task(name="register")

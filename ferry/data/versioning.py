@@ -163,3 +163,20 @@ def add(root: Path, target: Path) -> str:
     out = tracked_out(root, Path(f"{target}.dvc"))
     assert out is not None
     return out[1]
+
+
+def read_at(root: Path, path: Path, rev: str, out: Path) -> Path:
+    """Write the file ``path`` as it was at git revision ``rev`` (DVC-tracked data: from the
+    DVC cache or remote) to ``out``; used to compare dataset versions (``ferry shift``)."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    rel = (root / path).resolve().relative_to(root.resolve())
+    try:
+        data = dvc.api.read(str(rel), repo=str(root), rev=rev, mode="rb")
+    except (DvcException, SCMError, FileNotFoundError) as exc:
+        raise DataError(f"cannot read {rel} at revision {rev!r}: {exc}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out

@@ -19,16 +19,25 @@ from ferry.config import ModelConfig
 
 
 class Head(nn.Module):
-    """Dropout + linear layer: the new task-specific classifier."""
+    """Dropout + linear layer: the new task-specific classifier.
 
-    def __init__(self, hidden: int, num_labels: int, dropout: float) -> None:
+    ``normalize`` L2-normalises the features first, so logits are scaled cosine similarities
+    to the weight rows (the zero-shot prototypes).
+    """
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float,
+                 normalize: bool = False) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(hidden, num_labels)
+        self.normalize = normalize
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits from precomputed features (the linear probe's training input)."""
-        return self.linear(self.dropout(batch["features"]))
+        feats = batch["features"]
+        if self.normalize:
+            feats = nn.functional.normalize(feats.float(), dim=-1)
+        return self.linear(self.dropout(feats))
 
 
 class TextClassifier(nn.Module):
@@ -96,17 +105,22 @@ def layer_groups(model: TextClassifier) -> tuple[list[nn.Parameter], list[nn.Mod
 
 
 def save(model: TextClassifier, tokenizer: Any, labels: list[str], cfg: ModelConfig,
-         out: Path) -> Path:
-    """Write a self-contained model folder: encoder config, all weights, tokenizer, labels."""
+         out: Path, extra: dict | None = None) -> Path:
+    """Write a self-contained model folder: encoder config, all weights, tokenizer, labels.
+
+    ``extra`` is the strategy's export metadata (e.g. an unmerged LoRA adapter's config).
+    """
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     model.encoder.config.to_json_file(str(out / "config.json"))
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
+    if hasattr(model.encoder, "peft_config"):  # unmerged adapter: also in peft's own format
+        model.encoder.save_pretrained(str(out / "adapter"))
     tokenizer.save_pretrained(str(out / "tokenizer"))
     meta = {"labels": labels, "pooling": cfg.pooling, "dropout": cfg.dropout,
-            "max_length": cfg.max_length}
+            "max_length": cfg.max_length, "normalize": model.head.normalize, **(extra or {})}
     (out / "ferry_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
 
@@ -117,6 +131,13 @@ def load(folder: Path) -> tuple[TextClassifier, Any, dict]:
 
     meta = json.loads((folder / "ferry_model.json").read_text(encoding="utf-8"))
     encoder = load_encoder(folder, pretrained=False)
+    lora = meta.get("lora") or {}
+    if lora and not lora.get("merged"):
+        from peft import LoraConfig, get_peft_model
+
+        encoder = get_peft_model(encoder, LoraConfig(**lora["config"]))
     model = TextClassifier(encoder, len(meta["labels"]), meta["pooling"], meta["dropout"])
+    model.head.normalize = bool(meta.get("normalize", False))
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), load_tokenizer(folder / "tokenizer"), meta
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ def ensure(cfg: FerryConfig, source: PretrainedSource, split_dir: str | Path,
     path = cache.features_path(cfg, source.sha256, split_key)
     if path.is_file():
         return path
+    began = time.perf_counter()
     tokenizer = classifier.load_tokenizer(source.path)
     model = classifier.build(source.path, len(cfg.data.labels), cfg.model).eval()
     device = resolve_device(cfg.train.device)
@@ -33,4 +35,25 @@ def ensure(cfg: FerryConfig, source: PretrainedSource, split_dir: str | Path,
                               text_batches(enc, cfg.train.eval_batch_size, None), len(enc),
                               device, desc=f"features {name}")
         out[name] = {"features": feats.to(torch.float32), "labels": enc.labels}
+    out["seconds"] = {"extraction": torch.tensor(time.perf_counter() - began)}
     return cache.save_features(out, path)
+
+
+def extraction_seconds(path: Path) -> float:
+    """How long the cached features took to extract (part of a probe's real cost)."""
+    feats = cache.load_features(path)
+    return float(feats.get("seconds", {}).get("extraction", 0.0))
+
+
+def embed_texts(cfg: FerryConfig, source: PretrainedSource, texts: list[str]) -> torch.Tensor:
+    """Pooled pretrained-backbone embeddings of ``texts`` (what domain shift is measured on)."""
+    from ferry.transfer.batching import encode
+
+    tokenizer = classifier.load_tokenizer(source.path)
+    model = classifier.build(source.path, len(cfg.data.labels), cfg.model).eval()
+    device = resolve_device(cfg.train.device)
+    model.to(device)
+    enc = encode(tokenizer, texts, [0] * len(texts), cfg.model.max_length)
+    return inference.run(lambda b: model.features(b["input_ids"], b["attention_mask"]),
+                         text_batches(enc, cfg.train.eval_batch_size, None), len(enc),
+                         device).float()

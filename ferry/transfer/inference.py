@@ -25,3 +25,16 @@ def run(fn: Callable[[dict], torch.Tensor], batches: Iterable[dict], n: int,
         out[index] = rows
     assert out is not None, "no batches"
     return out
+
+
+def predict_folder(model_dir, texts: list[str], batch_size: int,
+                   device: torch.device) -> torch.Tensor:
+    """Class probabilities of an exported model folder for raw texts (self-training, CLI)."""
+    from ferry.models.classifier import load
+    from ferry.transfer.batching import encode, text_batches
+
+    model, tokenizer, meta = load(model_dir)
+    model.to(device)
+    enc = encode(tokenizer, texts, [0] * len(texts), meta["max_length"])
+    logits = run(model, text_batches(enc, batch_size, None), len(enc), device)
+    return torch.softmax(logits.float(), 1)

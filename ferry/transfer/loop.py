@@ -1,7 +1,7 @@
 """The one training loop, for every strategy and modality.
 
 It sees a model that maps a batch dict to logits, a batch iterator per epoch and a validation
-function; strategies decide the param groups beforehand. GPU: bf16 autocast and fused AdamW.
+function; strategies decide the param groups beforehand. GPU: bf16 autocast; fused AdamW everywhere.
 Losses are summed on the device and read once per epoch (no host sync per step). After each
 epoch: validate, keep the best weights, checkpoint; stop early when validation stops improving.
 """
@@ -34,6 +34,9 @@ class FitResult:
     stopped_early: bool = False
 
 
+LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor | None]]
+
+
 class Hooks(Protocol):
     """A strategy bound to its model: unfreezing per epoch, and its checkpointed state."""
 
@@ -52,8 +55,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
-    """AdamW, fused on CUDA."""
-    return torch.optim.AdamW(groups, fused=device.type == "cuda")
+    """Fused AdamW: one kernel for all parameters (on the CPU too, where the per-parameter
+    loop took ~25% of a MiniLM step on 2 cores, 0.12 s vs 0.024 s)."""
+    return torch.optim.AdamW(groups, fused=device.type in ("cuda", "cpu"))
 
 
 def warmup_linear(opt: torch.optim.Optimizer, total: int, warmup_ratio: float):
@@ -91,8 +95,13 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         steps_per_epoch: int, validate: Callable[[nn.Module], dict[str, float]],
         cfg: TrainConfig, ckpt: Checkpointer | None, extra_state: dict | None = None,
         on_epoch: Callable[[int, dict], None] | None = None,
-        monitor: str = "val_accuracy", hooks: Hooks | None = None) -> FitResult:
-    """Train ``model`` for ``cfg.epochs`` epochs (resuming from ``ckpt``); leave it at its best."""
+        monitor: str = "val_accuracy", hooks: Hooks | None = None,
+        loss_fn: LossFn | None = None) -> FitResult:
+    """Train ``model`` for ``cfg.epochs`` epochs (resuming from ``ckpt``); leave it at its best.
+
+    ``loss_fn(model, batch) -> (loss, aux)`` replaces plain cross-entropy (domain adaptation
+    adds an alignment term and reports it as ``aux``).
+    """
     device = resolve_device(cfg.device)
     model.to(device)
     opt = make_optimizer(groups, device)
@@ -109,7 +118,8 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
             break
         if hooks:
             add_groups(opt, sched, hooks.start_epoch(epoch))
-        record = _epoch(model, batches(epoch), steps_per_epoch, opt, sched, device, epoch, cfg)
+        record = _epoch(model, batches(epoch), steps_per_epoch, opt, sched, device, epoch, cfg,
+                        loss_fn or cross_entropy)
         record.update(validate(model))
         result.history.append(record)
         if record[monitor] > result.best_metric:
@@ -148,27 +158,38 @@ def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimi
     return result.resumed_from
 
 
+def cross_entropy(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The default objective: cross-entropy of the model's logits, no auxiliary term."""
+    logits = model(batch)
+    return nn.functional.cross_entropy(logits.float(), batch["labels"]), None
+
+
 def _epoch(model: nn.Module, batches: Iterable[dict], steps: int, opt: torch.optim.Optimizer,
            sched: torch.optim.lr_scheduler.LRScheduler, device: torch.device, epoch: int,
-           cfg: TrainConfig) -> dict[str, float]:
+           cfg: TrainConfig, loss_fn: LossFn) -> dict[str, float]:
     model.train()
     loss_sum = torch.zeros((), device=device)
+    aux_sum: torch.Tensor | None = None
     seen, began = 0, time.perf_counter()
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=None)
     for step, batch in enumerate(bar, 1):
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(batch)
-        loss = nn.functional.cross_entropy(logits.float(), batch["labels"])
+            loss, aux = loss_fn(model, batch)
         loss.backward()
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         loss_sum += loss.detach()
+        if aux is not None:
+            aux_sum = aux.detach() if aux_sum is None else aux_sum + aux.detach()
         seen += len(batch["labels"])
         if step % cfg.log_every == 0:
             bar.set_postfix(loss=f"{float(loss_sum) / step:.4f}")
     elapsed = time.perf_counter() - began
-    return {"epoch": float(epoch), "train_loss": float(loss_sum) / max(1, steps),
-            "epoch_seconds": elapsed, "samples_per_s": seen / max(elapsed, 1e-9)}
+    record = {"epoch": float(epoch), "train_loss": float(loss_sum) / max(1, steps),
+              "epoch_seconds": elapsed, "samples_per_s": seen / max(elapsed, 1e-9)}
+    if aux_sum is not None:
+        record["train_aux_loss"] = float(aux_sum) / max(1, steps)
+    return record

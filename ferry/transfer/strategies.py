@@ -10,7 +10,7 @@ resumed run has exactly the frozen set and param groups it had when it stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 from torch import nn
@@ -52,10 +52,16 @@ class Strategy:
     layer_decay: float = 1.0
     name: ClassVar[str] = "base"
     cached_features: ClassVar[bool] = False
+    trains: ClassVar[bool] = True
+    pretrained: ClassVar[bool] = True
 
-    def budget(self, train: TrainConfig, cfg: StrategyConfig) -> TrainConfig:
+    def budget(self, train: TrainConfig) -> TrainConfig:
         """Epochs and learning rate this policy trains with (the train block by default)."""
         return train
+
+    def identity(self) -> dict:
+        """Everything about the policy that changes the trained weights (checkpoint identity)."""
+        return {"name": self.name, **asdict(self)}
 
     def frozen_blocks(self, n_blocks: int) -> int:
         """How many encoder blocks (from the bottom) stay frozen; embeddings freeze with any."""
@@ -90,6 +96,10 @@ class Strategy:
         """What a checkpoint must restore: the strategy and each parameter's trainable flag."""
         return {"name": self.name,
                 "trainable": [n for n, p in model.named_parameters() if p.requires_grad]}
+
+    def export(self, model: TextClassifier) -> dict:
+        """Turn the trained model into its saved form; returns extra metadata for the folder."""
+        return {}
 
 
 @dataclass
@@ -156,12 +166,14 @@ class GradualUnfreeze(Full):
 class LinearProbe(Strategy):
     """Frozen backbone: features are computed once (and cached); only the head trains."""
 
+    epochs: int = 40
+    lr: float = 3e-3
     name: ClassVar[str] = "linear_probe"
     cached_features: ClassVar[bool] = True
 
-    def budget(self, train: TrainConfig, cfg: StrategyConfig) -> TrainConfig:
+    def budget(self, train: TrainConfig) -> TrainConfig:
         """A head on cached features costs milliseconds an epoch: it gets its own epochs/LR."""
-        return train.model_copy(update={"epochs": cfg.probe_epochs, "lr": cfg.probe_lr,
+        return train.model_copy(update={"epochs": self.epochs, "lr": self.lr,
                                         "patience": max(train.patience, 5)})
 
     def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
@@ -170,19 +182,88 @@ class LinearProbe(Strategy):
 
 
 @dataclass
+class Lora(Strategy):
+    """Low-rank adapters (peft) on the backbone's linear layers; adapters and head train.
+
+    Adapters are new weights, so they learn at the head's LR. ``merge`` folds them into the
+    backbone at export (a plain model, no peft needed to serve); otherwise the folder keeps
+    the adapter separately (``adapter/``, loadable with peft) and the loader re-applies it.
+    """
+
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.05
+    targets: list[str] | str = "all-linear"
+    merge: bool = True
+    name: ClassVar[str] = "lora"
+
+    def lora_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.targets)
+
+    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+        from peft import get_peft_model
+
+        model.encoder = get_peft_model(model.encoder, self.lora_config())
+        adapters = [p for p in model.encoder.parameters() if p.requires_grad]
+        return param_groups([(adapters, lr), (list(model.head.parameters()), lr)], weight_decay)
+
+    def export(self, model: TextClassifier) -> dict:
+        if self.merge:
+            model.encoder = model.encoder.merge_and_unload()
+            return {"lora": {"merged": True, "r": self.r}}
+        return {"lora": {"merged": False, "config": {
+            "r": self.r, "lora_alpha": self.alpha, "lora_dropout": self.dropout,
+            "target_modules": self.targets}}}
+
+
+@dataclass
+class ZeroShot(Strategy):
+    """No training: the head holds each label description's embedding (a prototype), and a
+    text gets the label whose prototype is most cosine-similar to it. Meant for
+    sentence-embedding backbones (MiniLM), whose mean-pooled embeddings are trained for it."""
+
+    descriptions: dict[str, list[str]] = field(default_factory=dict)
+    scale: float = 20.0
+    name: ClassVar[str] = "zero_shot"
+    trains: ClassVar[bool] = False
+
+    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+        _freeze(list(model.parameters()))
+        return []
+
+
+@dataclass
 class Scratch(Strategy):
     """The baseline: random init, same architecture and budget, every parameter at the head LR."""
 
     name: ClassVar[str] = "scratch"
+    pretrained: ClassVar[bool] = False
+
+
+def trainable_params(model: TextClassifier) -> int:
+    """Parameters the optimizer updates (what a strategy's cost and capacity scale with)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def from_config(cfg: StrategyConfig) -> Strategy:
     """The policy object for a config block."""
     common = {"backbone_lr_factor": cfg.backbone_lr_factor, "layer_decay": cfg.layer_decay}
+    if cfg.name == "scratch":
+        return Scratch()
     if cfg.name == "linear_probe":
-        return LinearProbe()
+        return LinearProbe(epochs=cfg.probe_epochs, lr=cfg.probe_lr)
+    if cfg.name == "zero_shot":
+        return ZeroShot(descriptions={k: [v] if isinstance(v, str) else list(v)
+                                      for k, v in cfg.label_descriptions.items()},
+                        scale=cfg.zero_shot_scale)
     if cfg.name == "freeze_bottom":
         return FreezeBottom(frozen_layers=cfg.frozen_layers, **common)
     if cfg.name == "gradual_unfreeze":
         return GradualUnfreeze(per_epoch=cfg.unfreeze_per_epoch, **common)
+    if cfg.name == "lora":
+        return Lora(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                    targets=cfg.lora_targets, merge=cfg.lora_merge)
     return Full(**common)

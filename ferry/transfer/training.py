@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,11 @@ from ferry.models.sources import PretrainedSource
 from ferry.transfer import cache, inference, strategies
 from ferry.transfer.batching import encode, feature_batches, text_batches
 from ferry.transfer.checkpoint import Checkpointer, identity_key
-from ferry.transfer.loop import fit, resolve_device
+from ferry.transfer.loop import FitResult, fit, resolve_device
 
 EPOCH_KEYS = ("val_accuracy", "val_macro_f1", "val_loss")
 DONE = "complete.json"
+PREDICTIONS = "predictions.json"
 
 
 @dataclass
@@ -33,24 +35,44 @@ class Outcome:
     best_metric: float
     resumed_from: int
     seconds: float
+    trainable_params: int = 0
+    cached: bool = False
 
 
-def _identity(cfg: FerryConfig, source: PretrainedSource, split_key: str, role: str) -> dict:
-    """What a resumable checkpoint must match: everything that changes the trained weights."""
-    return {"role": role, "data": split_key, "source": source.sha256,
-            "model": cfg.model.model_dump(mode="json"),
-            "strategy": cfg.strategy.model_dump(mode="json") if role == "transfer" else role,
-            "train": cfg.train.model_dump(mode="json", exclude={"resume", "log_every", "device"}),
-            "labels": cfg.data.labels}
+def policy_for(cfg: FerryConfig, role: str) -> strategies.Strategy:
+    """The configured strategy, or the scratch baseline (also when the strategy is scratch)."""
+    if role == "scratch" or cfg.strategy.name == "scratch":
+        return strategies.Scratch()
+    return strategies.from_config(cfg.strategy)
+
+
+def _identity(cfg: FerryConfig, source: PretrainedSource, split_key: str,
+              policy: strategies.Strategy) -> dict:
+    """What a resumable checkpoint must match: everything that changes the trained weights.
+
+    The scratch baseline's identity has no strategy in it, so every strategy (and a sweep's
+    ``scratch`` member) shares one cached scratch result per data version, architecture and
+    budget.
+    """
+    scratch = isinstance(policy, strategies.Scratch)
+    identity = {"role": "scratch" if scratch else "transfer", "data": split_key,
+                "source": source.sha256, "model": cfg.model.model_dump(mode="json"),
+                "strategy": "scratch" if scratch else policy.identity(),
+                "train": cfg.train.model_dump(mode="json",
+                                              exclude={"resume", "log_every", "device"}),
+                "labels": cfg.data.labels}
+    if cfg.adaptation.target_path and policy.trains and not policy.cached_features:
+        identity["adaptation"] = cfg.adaptation.model_dump(mode="json")
+    return identity
 
 
 def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key: str,
           features_file: Path | None, role: str,
           on_epoch: Callable[[int, dict], None] | None) -> Outcome:
     """Train one model (the configured strategy, or the scratch baseline) and save it."""
-    policy = strategies.Scratch() if role == "scratch" else strategies.from_config(cfg.strategy)
-    identity = _identity(cfg, source, split_key, role)
-    folder = Path(cfg.paths.checkpoints) / f"{role}-{identity_key(identity)}"
+    policy = policy_for(cfg, role)
+    identity = _identity(cfg, source, split_key, policy)
+    folder = Path(cfg.paths.checkpoints) / f"{identity['role']}-{identity_key(identity)}"
     if not cfg.train.resume and folder.exists():
         shutil.rmtree(folder)
     if (done := _finished(folder, identity_key(identity), on_epoch)) is not None:
@@ -58,39 +80,71 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     torch.manual_seed(cfg.train.seed)
     tokenizer = classifier.load_tokenizer(source.path)
     model = classifier.build(source.path, len(cfg.data.labels), cfg.model,
-                             pretrained=role != "scratch")
-    groups = policy.configure(model, policy.budget(cfg.train, cfg.strategy).lr,
-                              cfg.train.weight_decay)
-    ckpt = Checkpointer(folder, identity)
+                             pretrained=policy.pretrained)
+    budget = policy.budget(cfg.train)
+    groups = policy.configure(model, budget.lr, cfg.train.weight_decay)
     device = resolve_device(cfg.train.device)
+    net, batches, steps, validate = _inputs(cfg, policy, model, tokenizer, source, split_dir,
+                                            split_key, features_file, device)
+    if policy.trains:
+        hooks = BoundPolicy(policy, model, budget.lr, cfg.train.weight_decay)
+        result = fit(net, groups, batches, steps, validate, budget, Checkpointer(folder, identity),
+                     {"config": cfg.to_yaml()}, on_epoch, hooks=hooks,
+                     loss_fn=_loss_fn(cfg, policy, tokenizer, device))
+    else:
+        result = _no_training(cfg, policy, model, tokenizer, validate, device, on_epoch)
+    trainable = strategies.trainable_params(model)
+    model.cpu()
+    out = classifier.save(model, tokenizer, cfg.data.labels, cfg.model, folder / "model",
+                          policy.export(model))
+    _write_json(folder / DONE, {"key": identity_key(identity), "strategy": policy.name,
+                                "best_epoch": result.best_epoch,
+                                "best_metric": result.best_metric, "seconds": result.seconds,
+                                "trainable_params": trainable, "history": result.history})
+    return Outcome(out, policy.name, result.best_epoch, result.best_metric,
+                   result.resumed_from, result.seconds, trainable)
+
+
+def _inputs(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer,
+            source: PretrainedSource, split_dir: Path, split_key: str,
+            features_file: Path | None, device: torch.device):
+    """(net, batches, steps per epoch, validate): cached features for probes, else tokens."""
     if policy.cached_features:
         if features_file is None or not features_file.is_file():  # cache entry was removed
             from ferry.transfer import features
 
             features_file = features.ensure(cfg, source, split_dir, split_key)
         feats = cache.load_features(features_file)
-        net, batches, steps, validate = _setup(
-            model.head, lambda split, bs, seed: feature_batches(
-                feats[split]["features"], feats[split]["labels"], bs, seed),
+        return _setup(model.head, lambda split, bs, seed: feature_batches(
+            feats[split]["features"], feats[split]["labels"], bs, seed),
             len(feats["train"]["labels"]), feats["validation"]["labels"], cfg, device)
-    else:
-        enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
-        net, batches, steps, validate = _setup(
-            model, lambda split, bs, seed: text_batches(enc[split], bs, seed),
-            len(enc["train"]), enc["validation"].labels, cfg, device)
-    budget = policy.budget(cfg.train, cfg.strategy)
-    hooks = BoundPolicy(policy, model, budget.lr, cfg.train.weight_decay)
-    result = fit(net, groups, batches, steps, validate, budget, ckpt,
-                 {"config": cfg.to_yaml()}, on_epoch, hooks=hooks)
-    model.cpu()
-    out = classifier.save(model, tokenizer, cfg.data.labels, cfg.model, folder / "model")
-    outcome = Outcome(out, policy.name, result.best_epoch, result.best_metric,
-                      result.resumed_from, result.seconds)
-    _write_json(folder / DONE, {"key": identity_key(identity), "strategy": policy.name,
-                                "best_epoch": result.best_epoch,
-                                "best_metric": result.best_metric, "seconds": result.seconds,
-                                "history": result.history})
-    return outcome
+    enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
+    return _setup(model, lambda split, bs, seed: text_batches(enc[split], bs, seed),
+                  len(enc["train"]), enc["validation"].labels, cfg, device)
+
+
+def _loss_fn(cfg: FerryConfig, policy: strategies.Strategy, tokenizer, device: torch.device):
+    """The domain-adaptation loss when a target set is configured, else the plain one."""
+    if not cfg.adaptation.target_path or policy.cached_features:
+        return None
+    from ferry.transfer import adaptation
+
+    return adaptation.mmd_loss(cfg, tokenizer, device)
+
+
+def _no_training(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer, validate,
+                 device: torch.device, on_epoch) -> FitResult:
+    """Zero-shot: set the head from label descriptions, score validation, train nothing."""
+    from ferry.transfer import zero_shot
+
+    began = time.perf_counter()
+    zero_shot.init_head(model, tokenizer, cfg.data.labels, policy.descriptions,
+                        cfg.model.max_length, policy.scale, device)
+    record = {"epoch": 0.0, **validate(model)}
+    if on_epoch:
+        on_epoch(0, record)
+    return FitResult(best_epoch=0, best_metric=record["val_accuracy"], history=[record],
+                     seconds=time.perf_counter() - began)
 
 
 @dataclass
@@ -133,7 +187,8 @@ def _finished(folder: Path, key: str,
         if on_epoch:
             on_epoch(int(record["epoch"]), record)
     return Outcome(folder / "model", done["strategy"], done["best_epoch"], done["best_metric"],
-                   len(done["history"]), 0.0)
+                   len(done["history"]), float(done.get("seconds", 0.0)),
+                   int(done.get("trainable_params", 0)), cached=True)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -170,9 +225,9 @@ def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
     The scores of a given exported model on a given split never change, so they are kept
     beside the model and reused by a re-run.
     """
-    out_dir = model_dir.parent / f"evaluation-{prefix}test"
+    out_dir = evaluation_dir(model_dir, prefix)
     saved = out_dir / "metrics.json"
-    if saved.is_file():
+    if saved.is_file() and (out_dir / PREDICTIONS).is_file():
         record = json.loads(saved.read_text(encoding="utf-8"))
         if record.get("split_dir") == str(split_dir) and record.get("model_mtime") == \
                 (model_dir / "model.safetensors").stat().st_mtime_ns:
@@ -187,7 +242,21 @@ def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
     probs = torch.softmax(logits, 1).numpy()
     out = metrics.scores(enc.labels.numpy(), probs, meta["labels"], prefix + "test_")
     artifacts = metrics.write_artifacts(enc.labels.numpy(), probs, meta["labels"], out_dir)
+    _write_json(out_dir / PREDICTIONS, {"y_true": enc.labels.tolist(),
+                                        "y_pred": probs.argmax(1).tolist(),
+                                        "confidence": probs.max(1).round(6).tolist()})
     _write_json(saved, {"split_dir": str(split_dir), "metrics": out,
                         "model_mtime": (model_dir / "model.safetensors").stat().st_mtime_ns,
                         "artifacts": [a.name for a in artifacts]})
     return out, artifacts
+
+
+def evaluation_dir(model_dir: Path, prefix: str) -> Path:
+    """Where the test scores and per-example predictions of an exported model are kept."""
+    return model_dir.parent / f"evaluation-{prefix}test"
+
+
+def predictions(model_dir: Path, prefix: str) -> dict[str, list]:
+    """Per-example test labels and predictions written by ``evaluate``."""
+    path = evaluation_dir(model_dir, prefix) / PREDICTIONS
+    return json.loads(path.read_text(encoding="utf-8"))

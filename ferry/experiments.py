@@ -1,0 +1,145 @@
+"""Steps of the comparison flows (sweep, learning curve): each Prefect task calls one.
+
+They reuse the transfer steps (ferry.steps) for every training, so a strategy trained by a
+sweep is trained, cached, scored and registered exactly as ``ferry run`` would.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ferry import steps
+from ferry.config import FerryConfig
+from ferry.data.versioning import DataVersion
+from ferry.models.sources import PretrainedSource
+
+
+class StrategyResult(BaseModel):
+    """One strategy's child run in a sweep."""
+
+    strategy: str
+    run_id: str
+    trained: steps.Trained
+    metrics: dict[str, float]
+
+
+def with_strategy(cfg: FerryConfig, name: str) -> FerryConfig:
+    """The config with another strategy (everything else, data and budget included, equal)."""
+    strategy = cfg.strategy.model_copy(update={"name": name})
+    return cfg.model_copy(update={"strategy": strategy})
+
+
+def scratch_baseline(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
+                     run_id: str) -> steps.Trained:
+    """Train (or reuse the cached) scratch model and score it: every receipt compares to it."""
+    trained = steps.fine_tune(cfg, source, prepared, None, run_id, role="scratch")
+    steps.evaluate(cfg, trained, prepared, run_id)
+    return trained
+
+
+def run_strategy(cfg: FerryConfig, name: str, source: PretrainedSource,
+                 prepared: steps.Prepared, parent_id: str,
+                 scratch: steps.Trained) -> StrategyResult:
+    """One strategy as a child run: train, score, receipt against the shared scratch model."""
+    child = with_strategy(cfg, name)
+    run_id = steps.start_run(child, parent_id=parent_id)
+    try:
+        features = steps.extract_features(child, source, prepared)
+        trained = steps.fine_tune(child, source, prepared, features, run_id)
+        metrics = steps.evaluate(child, trained, prepared, run_id)
+        if name != "scratch":
+            metrics |= steps.transfer_gain(child, run_id, trained, scratch)
+        metrics |= {"train_minutes": _minutes(child, trained, features),
+                    "trainable_params": float(trained.trainable_params)}
+        steps.log_metrics(child, run_id, metrics)
+    except BaseException:
+        steps.finish_run(child, run_id, ok=False)
+        raise
+    steps.finish_run(child, run_id, ok=True)
+    return StrategyResult(strategy=name, run_id=run_id, trained=trained, metrics=metrics)
+
+
+def _minutes(cfg: FerryConfig, trained: steps.Trained, features: str | None) -> float:
+    """Training time; a probe's includes the one-off feature extraction it depends on."""
+    from ferry.transfer.features import extraction_seconds
+
+    extra = extraction_seconds(Path(features)) if features else 0.0
+    return (trained.train_seconds + extra) / 60.0
+
+
+def workers(cfg: FerryConfig, source: PretrainedSource) -> int:
+    """How many strategy runs may train at once (see SweepConfig.concurrency)."""
+    if cfg.sweep.concurrency != "auto":
+        return int(cfg.sweep.concurrency)
+    import psutil
+    import torch
+
+    params = sum(f.stat().st_size for f in Path(source.path).glob("*.safetensors"))
+    need = 4 * params + (1 << 30)  # weights, grads, two Adam moments + activations headroom
+    if torch.cuda.is_available() and cfg.train.device != "cpu":
+        free, cap = torch.cuda.mem_get_info()[0], len(cfg.sweep.strategies)
+    else:
+        free, cap = psutil.virtual_memory().available, max(1, (os.cpu_count() or 1) // 4)
+    return max(1, min(cap, len(cfg.sweep.strategies), free // need))
+
+
+def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> dict:
+    """Comparison table (CSV) and chart (PNG) on the parent run; the winner by validation."""
+    from ferry import tracking
+    from ferry.evaluation import comparison
+
+    rows = [{"strategy": r.strategy, "val_accuracy": r.trained.best_val_accuracy,
+             **{k: r.metrics.get(k) for k in comparison.COLUMNS}, "run_id": r.run_id}
+            for r in results]
+    out_dir = Path(cfg.paths.reports) / "sweeps" / parent_id
+    files = comparison.write(rows, out_dir)
+    tracking.log_artifacts(cfg, steps.root(), parent_id, files, "comparison")
+    best = comparison.best(rows)
+    tracking.set_tags(cfg, steps.root(), parent_id, {"ferry.best_strategy": best["strategy"],
+                                                    "ferry.best_run_id": best["run_id"]})
+    tracking.log_metrics(cfg, steps.root(), parent_id, {
+        f"{r['strategy']}_test_accuracy": r["test_accuracy"] for r in rows})
+    return {"rows": rows, "best": best["strategy"], "table": str(files[0])}
+
+
+def register_best(cfg: FerryConfig, results: list[StrategyResult], best: str,
+                  version: DataVersion, source: PretrainedSource) -> steps.Registered:
+    """Register the winner (chosen on validation) from its own child run."""
+    winner = next(r for r in results if r.strategy == best)
+    child = with_strategy(cfg, best)
+    return steps.register(child, winner.trained, winner.run_id, version, source,
+                          winner.metrics)
+
+
+def curve_grid(cfg: FerryConfig) -> list[tuple[int | str, int, str]]:
+    """The learning curve's (k, seed, arm) points."""
+    from ferry.transfer import curve
+
+    return curve.grid(cfg)
+
+
+def curve_point(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
+                k: int | str, seed: int, arm: str) -> dict:
+    """One point of the learning curve (trained, or reused from the training cache)."""
+    from ferry.transfer import curve
+
+    return curve.point(cfg, source, Path(prepared.split_dir), prepared.split_key, k, seed, arm)
+
+
+def curve_report(cfg: FerryConfig, run_id: str, points: list[dict]) -> list[dict]:
+    """Summary table, every point and the plot on the curve run; gains as metrics."""
+    from ferry import tracking
+    from ferry.transfer import curve
+
+    rows = curve.summarise(points)
+    files = curve.write(points, rows, Path(cfg.paths.reports) / "curves" / run_id)
+    tracking.log_artifacts(cfg, steps.root(), run_id, files, "curve")
+    metrics = {}
+    for row in rows:
+        for key in ("pretrained_accuracy", "scratch_accuracy", "gain"):
+            metrics[f"curve_k{row['k']}_{key}"] = row[key]
+    tracking.log_metrics(cfg, steps.root(), run_id, metrics)
+    return rows

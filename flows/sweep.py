@@ -1,0 +1,36 @@
+"""The sweep flow: every chosen strategy on one data version, child runs under one parent."""
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from ferry.config import FerryConfig
+from tasks.data import log_validation, resolve_data, validate_data
+from tasks.experiments import compare, register_best, run_strategy, scratch_baseline
+from tasks.model import retrieve_pretrained
+from tasks.tracking import finish_run, start_run
+
+
+@flow(name="ferry-sweep")
+def sweep(cfg: FerryConfig) -> dict:
+    """Compare transfer strategies; register the best by validation accuracy."""
+    parent = start_run(cfg, kind="sweep")
+    try:
+        version = resolve_data(cfg, parent)
+        prepared = log_validation(cfg, version, validate_data(cfg, version, parent), parent)
+        source = retrieve_pretrained(cfg)
+        scratch = scratch_baseline(cfg, source, prepared, parent)
+        futures = [run_strategy.submit(cfg, name, source, prepared, parent, scratch)
+                   for name in cfg.sweep.strategies]
+        results = [future.result() for future in futures]
+        summary = compare(cfg, parent, results)
+        registered = register_best(cfg, results, summary["best"], version, source)
+    except BaseException:
+        finish_run(cfg, parent, ok=False)
+        raise
+    finish_run(cfg, parent, ok=True)
+    return {"run_id": parent, **summary, "model": registered.model_dump()}
+
+
+def run(cfg: FerryConfig, workers: int) -> dict:
+    """The sweep with ``workers`` strategy runs training at once."""
+    return sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(cfg)

@@ -1,0 +1,50 @@
+"""Tasks of the comparison flows (sweep, learning curve): one ferry.experiments call each."""
+
+from prefect import task
+
+from ferry import experiments, steps
+from ferry.config import FerryConfig
+from ferry.data.versioning import DataVersion
+from ferry.models.sources import PretrainedSource
+
+
+@task(name="scratch_baseline")
+def scratch_baseline(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
+                     run_id: str) -> steps.Trained:
+    """Train or reuse the scratch model every receipt of the sweep compares to."""
+    return experiments.scratch_baseline(cfg, source, prepared, run_id)
+
+
+@task(name="run_strategy", task_run_name="strategy-{name}")
+def run_strategy(cfg: FerryConfig, name: str, source: PretrainedSource,
+                 prepared: steps.Prepared, parent_id: str,
+                 scratch: steps.Trained) -> experiments.StrategyResult:
+    """One strategy as a child MLflow run (these run concurrently when memory allows)."""
+    return experiments.run_strategy(cfg, name, source, prepared, parent_id, scratch)
+
+
+@task(name="compare_strategies")
+def compare(cfg: FerryConfig, parent_id: str,
+            results: list[experiments.StrategyResult]) -> dict:
+    """Comparison table and chart on the parent run; picks the winner by validation."""
+    return experiments.compare(cfg, parent_id, results)
+
+
+@task(name="register_best")
+def register_best(cfg: FerryConfig, results: list[experiments.StrategyResult], best: str,
+                  version: DataVersion, source: PretrainedSource) -> steps.Registered:
+    """Register the winning strategy's model with the configured alias."""
+    return experiments.register_best(cfg, results, best, version, source)
+
+
+@task(name="curve_point", task_run_name="curve-k{k}-seed{seed}-{arm}")
+def curve_point(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
+                k: int | str, seed: int, arm: str) -> dict:
+    """Train and score one (k, seed, arm) point of the learning curve."""
+    return experiments.curve_point(cfg, source, prepared, k, seed, arm)
+
+
+@task(name="curve_report")
+def curve_report(cfg: FerryConfig, run_id: str, points: list[dict]) -> list[dict]:
+    """Table and plot of the learning curve, logged to the curve run."""
+    return experiments.curve_report(cfg, run_id, points)
