@@ -107,6 +107,7 @@ class TrainConfig(_Strict):
     """The training budget and optimiser; the same budget is given to the scratch baseline."""
 
     epochs: int = Field(2, ge=1)
+    passes_per_epoch: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
     lr: float = Field(5e-4, gt=0)
@@ -131,7 +132,7 @@ class ShiftConfig(_Strict):
     """Domain shift: MMD^2 (RBF kernel, median heuristic) + permutation test on embeddings."""
 
     enabled: bool = True
-    max_samples: int = Field(500, ge=10)
+    max_samples: int = Field(300, ge=10)
     permutations: int = Field(500, ge=19)
     seed: int = 0
 

