@@ -117,10 +117,10 @@ def shift(rev_from: Annotated[str, typer.Option("--from", help="git revision (ol
 def _table(rows: list[dict], columns: tuple[str, ...]) -> None:
     """A plain-text table (the same figures as the CSV logged to MLflow)."""
     def cell(value) -> str:
-        if isinstance(value, float) and value.is_integer() and abs(value) >= 10:
-            return f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
         if isinstance(value, float):
-            return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
+            return f"{value:.4f}"
         return "" if value is None else str(value)
 
     widths = [max(len(c), *(len(cell(r.get(c))) for r in rows)) for c in columns]

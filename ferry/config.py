@@ -167,6 +167,7 @@ class SelfTrainingConfig(_Strict):
     label_fraction: float | None = Field(None, gt=0, lt=1)
     threshold: float = Field(0.9, ge=0.5, le=1)
     rounds: int = Field(3, ge=1)
+    min_steps: int = Field(100, ge=1)
 
 
 class AdaptationConfig(_Strict):

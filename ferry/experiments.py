@@ -92,7 +92,8 @@ def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> 
     from ferry.evaluation import comparison
 
     rows = [{"strategy": r.strategy, "val_accuracy": r.trained.best_val_accuracy,
-             **{k: r.metrics.get(k) for k in comparison.COLUMNS}, "run_id": r.run_id}
+             **{k: r.metrics.get(k) for k in comparison.COLUMNS},
+             "trainable_params": r.trained.trainable_params, "run_id": r.run_id}
             for r in results]
     out_dir = Path(cfg.paths.reports) / "sweeps" / parent_id
     files = comparison.write(rows, out_dir)

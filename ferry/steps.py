@@ -211,6 +211,9 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
     if role == "transfer" and cfg.self_training.enabled:
         out = _self_train(cfg, source, prepared, run_id)
     else:
+        if cfg.self_training.enabled:  # the baseline gets the budget of a self-training round
+            cfg = training.with_min_steps(cfg, prepared.rows["train"],
+                                          cfg.self_training.min_steps)
         logger = tracking.epoch_logger(cfg, root(), run_id, prefix)
         out = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
                              Path(features_file) if features_file else None, role, logger)

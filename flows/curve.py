@@ -5,9 +5,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import FerryConfig
 from ferry.experiments import curve_grid
-from tasks.data import log_validation, resolve_data, validate_data
+from flows.common import inputs
 from tasks.experiments import curve_point, curve_report
-from tasks.model import retrieve_pretrained
 from tasks.tracking import finish_run, start_run
 
 
@@ -16,9 +15,7 @@ def curve(cfg: FerryConfig) -> dict:
     """Train every point of the curve and log its table and plot."""
     run_id = start_run(cfg, kind="curve")
     try:
-        version = resolve_data(cfg, run_id)
-        prepared = log_validation(cfg, version, validate_data(cfg, version, run_id), run_id)
-        source = retrieve_pretrained(cfg)
+        _, prepared, source = inputs(cfg, run_id)
         futures = [curve_point.submit(cfg, source, prepared, k, seed, arm)
                    for k, seed, arm in curve_grid(cfg)]
         rows = curve_report(cfg, run_id, [future.result() for future in futures])

@@ -4,9 +4,8 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ferry.config import FerryConfig
-from tasks.data import log_validation, resolve_data, validate_data
+from flows.common import inputs
 from tasks.experiments import compare, register_best, run_strategy, scratch_baseline
-from tasks.model import retrieve_pretrained
 from tasks.tracking import finish_run, start_run
 
 
@@ -15,9 +14,7 @@ def sweep(cfg: FerryConfig) -> dict:
     """Compare transfer strategies; register the best by validation accuracy."""
     parent = start_run(cfg, kind="sweep")
     try:
-        version = resolve_data(cfg, parent)
-        prepared = log_validation(cfg, version, validate_data(cfg, version, parent), parent)
-        source = retrieve_pretrained(cfg)
+        version, prepared, source = inputs(cfg, parent)
         scratch = scratch_baseline(cfg, source, prepared, parent)
         futures = [run_strategy.submit(cfg, name, source, prepared, parent, scratch)
                    for name in cfg.sweep.strategies]

@@ -35,16 +35,16 @@ def point(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
         split_dir, split_key = subsets.per_class(split_dir, split_key, cfg.data.label_column,
                                                  int(k), seed)
     n = len(read_split(split_dir, "train"))
-    steps = cfg.train.epochs * math.ceil(n / cfg.train.batch_size)
-    passes = max(1, math.ceil(cfg.curve.min_steps / steps))
-    run_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
-        update={"passes_per_epoch": passes, "seed": seed})})
+    seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+    run_cfg = training.with_min_steps(seeded, n, cfg.curve.min_steps)
+    steps = run_cfg.train.epochs * run_cfg.train.passes_per_epoch * math.ceil(
+        n / cfg.train.batch_size)
     role = "scratch" if arm == "scratch" else "transfer"
     prefix = "" if role == "transfer" else "scratch_"
     out = training.train(run_cfg, source, split_dir, split_key, None, role, None)
     scores, _ = training.evaluate(run_cfg, out.model_dir, split_dir, prefix)
     return {"k": str(k), "seed": seed, "arm": arm, "n_train": n,
-            "steps": steps * passes,
+            "steps": steps,
             "test_accuracy": scores[f"{prefix}test_accuracy"],
             "test_macro_f1": scores[f"{prefix}test_macro_f1"], "train_seconds": out.seconds}
 

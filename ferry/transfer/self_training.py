@@ -1,6 +1,7 @@
 """Self-training: a model labels unlabelled texts it is confident about and learns from them.
 
-Round 0 trains on the labelled set only (the supervised reference). Each later round labels
+Round 0 trains on the labelled set only (the supervised reference); every round gets at least
+``self_training.min_steps`` optimizer steps. Each later round labels
 the whole unlabelled pool with the previous round's model, keeps the predictions whose
 probability reaches ``threshold``, and trains a fresh copy of the pretrained model on labelled
 + pseudo-labelled texts. Every round is scored on validation and test and logged; the model
@@ -48,7 +49,7 @@ def run(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key: 
         unlabelled: Path, on_round: Callable[[int, dict], None]) -> training.Outcome:
     """All rounds; returns the outcome of the round with the best validation accuracy."""
     pool = pool_frame(cfg, unlabelled)
-    outcome = training.train(cfg, source, split_dir, split_key, None, "transfer", None)
+    outcome = _train(cfg, source, split_dir, split_key)
     best, record = outcome, {"pseudo_labelled": 0.0, "pool": float(len(pool))}
     for round_ in range(cfg.self_training.rounds + 1):
         scores, _ = training.evaluate(cfg, outcome.model_dir, split_dir, "")
@@ -65,5 +66,16 @@ def run(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key: 
             break
         round_dir, round_key = subsets.with_pseudo_labels(split_dir, split_key, pseudo,
                                                           round_ + 1)
-        outcome = training.train(cfg, source, round_dir, round_key, None, "transfer", None)
+        outcome = _train(cfg, source, round_dir, round_key)
     return best
+
+
+def _train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path,
+           split_key: str) -> training.Outcome:
+    """One round's training, with at least ``self_training.min_steps`` optimizer steps (a
+    10% labelled set would otherwise get a few dozen steps in the configured epochs)."""
+    from ferry.data.splits import read_split
+
+    n = len(read_split(split_dir, "train"))
+    run_cfg = training.with_min_steps(cfg, n, cfg.self_training.min_steps)
+    return training.train(run_cfg, source, split_dir, split_key, None, "transfer", None)

@@ -39,6 +39,15 @@ class Outcome:
     cached: bool = False
 
 
+def with_min_steps(cfg: FerryConfig, n_train: int, min_steps: int) -> FerryConfig:
+    """The config with enough passes per epoch that training takes at least ``min_steps``
+    optimizer steps (tiny training sets); validation still runs once per epoch."""
+    steps = cfg.train.epochs * -(-n_train // cfg.train.batch_size)
+    passes = max(1, -(-min_steps // steps))
+    return cfg.model_copy(update={"train": cfg.train.model_copy(
+        update={"passes_per_epoch": passes})})
+
+
 def policy_for(cfg: FerryConfig, role: str) -> strategies.Strategy:
     """The configured strategy, or the scratch baseline (also when the strategy is scratch)."""
     if role == "scratch" or cfg.strategy.name == "scratch":
