@@ -101,6 +101,7 @@ class StrategyConfig(_Strict):
     label_descriptions: dict[str, str | list[str]] = Field(
         default_factory=lambda: dict(DEFAULT_DESCRIPTIONS))
     zero_shot_scale: float = Field(20.0, gt=0)
+    head_init: Literal["prototypes", "random"] = "prototypes"
 
 
 class TrainConfig(_Strict):
