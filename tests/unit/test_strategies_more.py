@@ -90,3 +90,22 @@ def test_zero_shot_prototypes_classify_clear_reviews_with_minilm(tmp_path):
     loaded, _, meta = classifier.load(Path(out))
     assert meta["normalize"] is True
     assert torch.equal(loaded(batch).argmax(1), preds)
+
+
+def test_prototype_head_init_keeps_the_plain_head(tiny_bert):
+    """head_init=prototypes only initialises the linear head: rows point at the prototypes."""
+    cfg = ModelConfig(max_length=32)
+    model = classifier.build(tiny_bert, 2, cfg)
+    tok = classifier.load_tokenizer(tiny_bert)
+    descriptions = {"rotten": ["awful dull boring"], "fresh": ["great superb fun"]}
+    zero_shot.init_head(model, tok, ["rotten", "fresh"], descriptions, 32, 20.0,
+                        torch.device("cpu"), normalize=False)
+    assert model.head.normalize is False and torch.all(model.head.linear.bias == 0)
+    enc = encode(tok, ["awful dull boring", "great superb fun"], [0, 1], 32)
+    batch = next(iter(text_batches(enc, 2, None)))
+    with torch.no_grad():
+        feats = model.eval().features(batch["input_ids"], batch["attention_mask"])
+    order = batch["index"].tolist()
+    protos = torch.nn.functional.normalize(feats, dim=-1)[[order.index(0), order.index(1)]]
+    rows = torch.nn.functional.normalize(model.head.linear.weight, dim=-1)
+    assert torch.allclose(rows, protos, atol=1e-5)
