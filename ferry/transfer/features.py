@@ -12,8 +12,26 @@ from ferry.data.splits import SPLITS
 from ferry.models import classifier
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import cache, inference
-from ferry.transfer.batching import text_batches
+from ferry.transfer.batching import Encoded, encode, pad_multiple, text_batches
 from ferry.transfer.loop import resolve_device
+
+
+class Backbone:
+    """The frozen pretrained encoder and its tokenizer, ready to embed encoded texts."""
+
+    def __init__(self, cfg: FerryConfig, source: PretrainedSource) -> None:
+        self.cfg = cfg
+        self.tokenizer = classifier.load_tokenizer(source.path)
+        self.model = classifier.build(source.path, len(cfg.data.labels), cfg.model).eval()
+        self.device = resolve_device(cfg.train.device)
+        self.model.to(self.device)
+
+    def embed(self, enc: Encoded, desc: str | None = None) -> torch.Tensor:
+        """Pooled features of every example, in their original order (float32)."""
+        return inference.run(
+            lambda b: self.model.features(b["input_ids"], b["attention_mask"]),
+            text_batches(enc, self.cfg.train.eval_batch_size, None, pad_multiple(
+                self.device.type)), len(enc), self.device, desc=desc).float()
 
 
 def ensure(cfg: FerryConfig, source: PretrainedSource, split_dir: str | Path,
@@ -23,18 +41,12 @@ def ensure(cfg: FerryConfig, source: PretrainedSource, split_dir: str | Path,
     if path.is_file():
         return path
     began = time.perf_counter()
-    tokenizer = classifier.load_tokenizer(source.path)
-    model = classifier.build(source.path, len(cfg.data.labels), cfg.model).eval()
-    device = resolve_device(cfg.train.device)
-    model.to(device)
-    encoded = cache.encoded_splits(cfg, tokenizer, source.sha256, Path(split_dir), split_key)
-    out = {}
-    for name in SPLITS:
-        enc = encoded[name]
-        feats = inference.run(lambda b: model.features(b["input_ids"], b["attention_mask"]),
-                              text_batches(enc, cfg.train.eval_batch_size, None), len(enc),
-                              device, desc=f"features {name}")
-        out[name] = {"features": feats.to(torch.float32), "labels": enc.labels}
+    backbone = Backbone(cfg, source)
+    encoded = cache.encoded_splits(cfg, backbone.tokenizer, source.sha256, Path(split_dir),
+                                   split_key)
+    out: dict[str, dict[str, torch.Tensor]] = {
+        name: {"features": backbone.embed(encoded[name], f"features {name}"),
+               "labels": encoded[name].labels} for name in SPLITS}
     out["seconds"] = {"extraction": torch.tensor(time.perf_counter() - began)}
     return cache.save_features(out, path)
 
@@ -47,13 +59,6 @@ def extraction_seconds(path: Path) -> float:
 
 def embed_texts(cfg: FerryConfig, source: PretrainedSource, texts: list[str]) -> torch.Tensor:
     """Pooled pretrained-backbone embeddings of ``texts`` (what domain shift is measured on)."""
-    from ferry.transfer.batching import encode
-
-    tokenizer = classifier.load_tokenizer(source.path)
-    model = classifier.build(source.path, len(cfg.data.labels), cfg.model).eval()
-    device = resolve_device(cfg.train.device)
-    model.to(device)
-    enc = encode(tokenizer, texts, [0] * len(texts), cfg.model.max_length)
-    return inference.run(lambda b: model.features(b["input_ids"], b["attention_mask"]),
-                         text_batches(enc, cfg.train.eval_batch_size, None), len(enc),
-                         device).float()
+    backbone = Backbone(cfg, source)
+    return backbone.embed(encode(backbone.tokenizer, texts, [0] * len(texts),
+                                 cfg.model.max_length))

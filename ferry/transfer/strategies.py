@@ -248,6 +248,11 @@ def trainable_params(model: TextClassifier) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def descriptions(cfg: StrategyConfig) -> dict[str, list[str]]:
+    """Label descriptions as lists (the config accepts one string or several per label)."""
+    return {k: [v] if isinstance(v, str) else list(v) for k, v in cfg.label_descriptions.items()}
+
+
 def from_config(cfg: StrategyConfig) -> Strategy:
     """The policy object for a config block."""
     common = {"backbone_lr_factor": cfg.backbone_lr_factor, "layer_decay": cfg.layer_decay}
@@ -256,9 +261,7 @@ def from_config(cfg: StrategyConfig) -> Strategy:
     if cfg.name == "linear_probe":
         return LinearProbe(epochs=cfg.probe_epochs, lr=cfg.probe_lr)
     if cfg.name == "zero_shot":
-        return ZeroShot(descriptions={k: [v] if isinstance(v, str) else list(v)
-                                      for k, v in cfg.label_descriptions.items()},
-                        scale=cfg.zero_shot_scale)
+        return ZeroShot(descriptions=descriptions(cfg), scale=cfg.zero_shot_scale)
     if cfg.name == "freeze_bottom":
         return FreezeBottom(frozen_layers=cfg.frozen_layers, **common)
     if cfg.name == "gradual_unfreeze":

@@ -130,10 +130,9 @@ def _init_head(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer,
     test accuracy vs 0.733 from a random head (seed 42, same 112 steps)."""
     from ferry.transfer import zero_shot
 
-    descriptions = strategies.from_config(
-        cfg.strategy.model_copy(update={"name": "zero_shot"})).descriptions
-    zero_shot.init_head(model, tokenizer, cfg.data.labels, descriptions, cfg.model.max_length,
-                        cfg.strategy.zero_shot_scale, device, normalize=False)
+    zero_shot.init_head(model, tokenizer, cfg.data.labels, strategies.descriptions(cfg.strategy),
+                        cfg.model.max_length, cfg.strategy.zero_shot_scale, device,
+                        normalize=False)
     model.train()
 
 
