@@ -207,7 +207,7 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
     tracking.set_tags(cfg, root(), run_id, {
         "pretrained.source": source.label, "pretrained.path": source.path,
         "pretrained.sha256": source.sha256})
-    prefix = "" if role == "transfer" else f"{role}_"
+    prefix = training.metric_prefix(role)
     if role == "transfer" and cfg.self_training.enabled:
         out = _self_train(cfg, source, prepared, run_id)
     else:
@@ -228,7 +228,7 @@ def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str
     from ferry import tracking
     from ferry.transfer import training
 
-    prefix = "" if trained.role == "transfer" else f"{trained.role}_"
+    prefix = training.metric_prefix(trained.role)
     metrics, artifacts = training.evaluate(cfg, Path(trained.model_dir),
                                            Path(prepared.split_dir), prefix)
     metrics[f"{prefix}best_epoch"] = trained.best_epoch
@@ -247,10 +247,10 @@ def transfer_gain(cfg: FerryConfig, run_id: str, trained: Trained, scratch: Trai
 
     from ferry import tracking
     from ferry.evaluation.receipt import paired_bootstrap
-    from ferry.transfer.training import predictions
+    from ferry.transfer.training import metric_prefix, predictions
 
-    mine = predictions(Path(trained.model_dir), _prefix(trained))
-    base = predictions(Path(scratch.model_dir), _prefix(scratch))
+    mine = predictions(Path(trained.model_dir), metric_prefix(trained.role))
+    base = predictions(Path(scratch.model_dir), metric_prefix(scratch.role))
     if mine["y_true"] != base["y_true"]:
         raise ValueError("transfer and scratch were scored on different test examples")
     opts = cfg.receipt
@@ -264,10 +264,6 @@ def transfer_gain(cfg: FerryConfig, run_id: str, trained: Trained, scratch: Trai
     tracking.set_tags(cfg, root(), run_id, {"ferry.negative_transfer": high < 0,
                                             "ferry.scratch_model": scratch.model_dir})
     return out
-
-
-def _prefix(trained: Trained) -> str:
-    return "" if trained.role == "transfer" else f"{trained.role}_"
 
 
 def domain_shift(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,

@@ -40,7 +40,7 @@ def point(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     steps = run_cfg.train.epochs * run_cfg.train.passes_per_epoch * math.ceil(
         n / cfg.train.batch_size)
     role = "scratch" if arm == "scratch" else "transfer"
-    prefix = "" if role == "transfer" else "scratch_"
+    prefix = training.metric_prefix(role)
     out = training.train(run_cfg, source, split_dir, split_key, None, role, None)
     scores, _ = training.evaluate(run_cfg, out.model_dir, split_dir, prefix)
     return {"k": str(k), "seed": seed, "arm": arm, "n_train": n,

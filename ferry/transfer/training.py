@@ -39,6 +39,11 @@ class Outcome:
     cached: bool = False
 
 
+def metric_prefix(role: str) -> str:
+    """Metric and evaluation-folder prefix of a role: none for the transfer model."""
+    return "" if role == "transfer" else f"{role}_"
+
+
 def with_min_steps(cfg: FerryConfig, n_train: int, min_steps: int) -> FerryConfig:
     """The config with enough passes per epoch that training takes at least ``min_steps``
     optimizer steps (tiny training sets); validation still runs once per epoch."""
