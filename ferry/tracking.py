@@ -10,6 +10,7 @@ logged completely, and is deleted again if anything fails before the alias is se
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -128,6 +129,63 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         return [self.meta["labels"][i] for i in logits.argmax(1).tolist()]
 
 
+class ImageClassifierModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: image files or arrays in, label names out.
+
+    Accepts a list (or one-column DataFrame / Series) of file paths or encoded image bytes,
+    one HxW / HxWxC uint8 array, a list of them, or an N x H x W (x C) array. Each image gets
+    the model's own resizing and normalisation, exactly as in evaluation.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from ferry.models.vision import load
+
+        self.model, _, self.meta = load(Path(context.artifacts["model"]))
+
+    def predict(self, context, model_input, params=None):  # untyped: paths or arrays
+        import torch
+
+        from ferry.transfer.batching import Pixels, image_batches
+        from ferry.transfer.inference import run
+
+        pixels = torch.from_numpy(_image_arrays(model_input, self.meta["size"]))
+        data = Pixels(pixels, torch.zeros(len(pixels), dtype=torch.int64))
+        logits = run(self.model, image_batches(data, 64, None), len(data), torch.device("cpu"))
+        return [self.meta["labels"][i] for i in logits.argmax(1).tolist()]
+
+
+def _image_arrays(model_input: Any, size: int):
+    """Model input as N x 3 x size x size uint8, with a clear error for anything else."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from ferry.data.images import open_rgb, to_array
+
+    if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.iloc[:, 0]
+    if isinstance(model_input, np.ndarray) and model_input.dtype != object:
+        model_input = [model_input] if model_input.ndim in (2, 3) and (
+            model_input.ndim == 2 or model_input.shape[-1] in (1, 3, 4)) else list(model_input)
+    out = []
+    for i, item in enumerate(list(model_input)):
+        if isinstance(item, (str, Path)):
+            image = open_rgb(item)
+        elif isinstance(item, bytes):
+            image = open_rgb(io.BytesIO(item))
+        elif isinstance(item, np.ndarray) and item.ndim in (2, 3):
+            image = Image.fromarray(np.asarray(item, dtype=np.uint8).squeeze()).convert("RGB")
+        else:
+            raise ValueError(f"input {i}: expected an image file path, encoded image bytes or "
+                             f"an HxW / HxWxC uint8 array, got {type(item).__name__}")
+        out.append(to_array(image, size))
+    if not out:
+        raise ValueError("no images given")
+    return np.stack(out)
+
+
 def _texts(model_input: Any) -> list[str]:
     """pyfunc hands over what the signature says (a one-column frame); accept lists too."""
     import pandas as pd
@@ -148,13 +206,18 @@ def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
     import ferry
 
     mc = client(cfg, root)
+    image = json.loads((model_dir / "ferry_model.json").read_text(encoding="utf-8")).get(
+        "modality") == "image"
+    # text: declared string-in/string-out signature; images: paths or arrays, checked by the
+    # wrapper itself (one column signature cannot say "path or array")
+    kwargs = {"python_model": ImageClassifierModel()} if image else {
+        "python_model": TextClassifierModel(), "input_example": INPUT_EXAMPLE,
+        "signature": SIGNATURE}
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=TextClassifierModel(),
-            artifacts={"model": str(model_dir)}, input_example=INPUT_EXAMPLE,
-            signature=SIGNATURE,
+            name="model", artifacts={"model": str(model_dir)},
             code_paths=[str(Path(ferry.__file__).parent)],
-            pip_requirements=_requirements())
+            pip_requirements=_requirements(image), **kwargs)
     name = cfg.tracking.model_name
     try:
         mc.get_registered_model(name)
@@ -180,12 +243,13 @@ def _wait_ready(mc: MlflowClient, name: str, version: str, timeout: float = 120)
         time.sleep(0.2)
 
 
-def _requirements() -> list[str]:
+def _requirements(image: bool = False) -> list[str]:
     from importlib.metadata import version
 
+    extra = ("timm", "torchvision", "pillow", "efficientnet-lite-pytorch") if image else ()
     return [f"{pkg}=={version(pkg)}" for pkg in
             ("torch", "transformers", "safetensors", "tokenizers", "peft", "mlflow", "pydantic",
-             "pyyaml", "pandas", "scikit-learn", "tqdm")]
+             "pyyaml", "pandas", "scikit-learn", "tqdm", *extra)]
 
 
 def load_model(cfg: FerryConfig, root: Path, uri: str) -> Any:

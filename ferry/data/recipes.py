@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ferry.config import DataConfig, ImageConfig
 from ferry.errors import DataError
 from ferry.files import write_atomic
 
@@ -61,12 +62,41 @@ def rotten_tomatoes_plots(out: Path) -> Path:
                                                       encoding="utf-8"))
 
 
-RECIPES: dict[str, Callable[[Path], Path]] = {"rotten-tomatoes": rotten_tomatoes,
-                                              "rotten-tomatoes-plots": rotten_tomatoes_plots}
+def fashion_mnist(out: Path, image: ImageConfig | None = None) -> Path:
+    """A stratified, deterministic Fashion-MNIST subset as PNG files plus ``manifest.csv``.
+
+    Train and validation come from the official training set, test from the official test
+    set, minus any image whose pixels also occur among the chosen training images (the
+    dataset has a few exact duplicates; they would leak). ``out`` is the manifest's path.
+    """
+    from ferry.data import fashion_mnist as fm
+
+    return fm.write_subset(out, image or ImageConfig())
 
 
-def build(recipe: str, out: Path) -> Path:
-    """Write the recipe's dataset to ``out`` (atomically)."""
+RECIPES: dict[str, Callable[..., Path]] = {"rotten-tomatoes": rotten_tomatoes,
+                                           "rotten-tomatoes-plots": rotten_tomatoes_plots,
+                                           "fashion-mnist": fashion_mnist}
+# Where each built-in dataset lives in the project: everything under data/ is one DVC version,
+# so a fresh clone rebuilds every recipe whose output is inside the tracked folder.
+DEFAULT_OUTPUTS = {"rotten-tomatoes": Path("data/rotten_tomatoes.csv"),
+                   "fashion-mnist": Path("data/fashion-mnist/manifest.csv")}
+
+
+def build(recipe: str, out: Path, data: DataConfig | None = None) -> Path:
+    """Write the recipe's dataset to ``out`` (atomically); image recipes read ``data.image``."""
     if recipe not in RECIPES:
         raise DataError(f"unknown dataset recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    if recipe == "fashion-mnist":
+        return fashion_mnist(out, data.image if data else None)
     return RECIPES[recipe](out)
+
+
+def rebuild_tracked(root: Path, tracked: Path, data: DataConfig) -> None:
+    """Rebuild the configured recipe and every built-in dataset inside the tracked folder."""
+    wanted = {recipe: out for recipe, out in DEFAULT_OUTPUTS.items()
+              if (root / out).resolve().is_relative_to((root / tracked).resolve())}
+    if data.recipe:
+        wanted[data.recipe] = data.path
+    for recipe, out in wanted.items():
+        build(recipe, root / out, data if recipe == data.recipe else None)

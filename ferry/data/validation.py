@@ -2,7 +2,8 @@
 
 Three suites, run on the raw table and on the splits: the shape of text classification data
 (columns, no null/blank text, length bounds, labels in the configured set, at least two
-classes), class counts (every configured label has a minimum number of rows), and leakage (no
+classes) or of image data (every file exists and decodes, mode and size within bounds, labels
+in the set), class counts (every configured label has a minimum number of rows), and leakage (no
 text of train/validation appears in test). A failure raises DataValidationError listing each
 failed expectation with example rows; the HTML + JSON report is written either way so that the
 flow can log it to MLflow.
@@ -50,6 +51,24 @@ def _text_suite(cfg: DataConfig) -> list[Any]:
         gxe.ExpectColumnValuesToMatchRegex(column=text, regex=r"\S"),
         gxe.ExpectColumnValueLengthsToBeBetween(column=text, min_value=cfg.min_text_chars,
                                                 max_value=cfg.max_text_chars),
+        gxe.ExpectColumnValuesToNotBeNull(column=label),
+        gxe.ExpectColumnValuesToBeInSet(column=label, value_set=list(cfg.labels)),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2),
+    ]
+
+
+def _image_suite(cfg: DataConfig) -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    img, label = cfg.image, cfg.label_column
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column=cfg.path_column),
+        gxe.ExpectColumnValuesToBeInSet(column="problem", value_set=[""]),
+        gxe.ExpectColumnValuesToBeInSet(column="mode", value_set=list(img.modes)),
+        gxe.ExpectColumnValuesToBeBetween(column="width", min_value=img.min_side,
+                                          max_value=img.max_side),
+        gxe.ExpectColumnValuesToBeBetween(column="height", min_value=img.min_side,
+                                          max_value=img.max_side),
         gxe.ExpectColumnValuesToNotBeNull(column=label),
         gxe.ExpectColumnValuesToBeInSet(column=label, value_set=list(cfg.labels)),
         gxe.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2),
@@ -115,8 +134,16 @@ def _expected(kwargs: dict) -> str:
 
 
 def check_table(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
-    """Shape and label checks on the raw table, plus per-class counts."""
-    findings, _ = _run_suite("text-classification", _text_suite(cfg), frame, ROW)
+    """Shape and label checks on the raw table, plus per-class counts.
+
+    Image tables must carry the per-file columns of ``images.inspect`` (problem, mode, size);
+    their findings name files rather than rows.
+    """
+    if cfg.modality == "image":
+        findings, _ = _run_suite("image-classification", _image_suite(cfg), frame,
+                                 cfg.path_column)
+    else:
+        findings, _ = _run_suite("text-classification", _text_suite(cfg), frame, ROW)
     if cfg.label_column in frame.columns:
         counts = frame[cfg.label_column].value_counts()
         table = pd.DataFrame({"label": list(cfg.labels),
@@ -127,12 +154,20 @@ def check_table(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
 
 
 def check_leakage(parts: dict[str, pd.DataFrame], cfg: DataConfig) -> list[Finding]:
-    """No text of train or validation may also appear in test (it would inflate test metrics)."""
-    test_texts = set(parts["test"][cfg.text_column].str.strip())
+    """No text (or image, by pixel hash) of train or validation may also appear in test: it
+    would inflate test metrics."""
     seen = pd.concat([parts["train"], parts["validation"]])
-    frame = pd.DataFrame({ROW: seen[ROW].astype(int), cfg.text_column: seen[cfg.text_column],
-                          "also_in_test": seen[cfg.text_column].str.strip().isin(test_texts)})
-    findings, _ = _run_suite("train-test-leakage", _leak_suite(), frame, ROW)
+    if cfg.modality == "image":
+        test = set(parts["test"]["pixel_hash"].dropna())
+        frame = pd.DataFrame({cfg.path_column: seen[cfg.path_column],
+                              "also_in_test": seen["pixel_hash"].isin(test)})
+        index = cfg.path_column
+    else:
+        test = set(parts["test"][cfg.text_column].str.strip())
+        frame = pd.DataFrame({ROW: seen[ROW].astype(int), cfg.text_column: seen[cfg.text_column],
+                              "also_in_test": seen[cfg.text_column].str.strip().isin(test)})
+        index = ROW
+    findings, _ = _run_suite("train-test-leakage", _leak_suite(), frame, index)
     return findings
 
 

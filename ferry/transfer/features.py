@@ -9,29 +9,35 @@ import torch
 
 from ferry.config import FerryConfig
 from ferry.data.splits import SPLITS
-from ferry.models import classifier
 from ferry.models.sources import PretrainedSource
-from ferry.transfer import cache, inference
-from ferry.transfer.batching import Encoded, encode, pad_multiple, text_batches
+from ferry.transfer import cache, inference, modality
 from ferry.transfer.loop import resolve_device
 
 
 class Backbone:
-    """The frozen pretrained encoder and its tokenizer, ready to embed encoded texts."""
+    """The frozen pretrained encoder and its processor, ready to embed a split (either
+    modality)."""
 
     def __init__(self, cfg: FerryConfig, source: PretrainedSource) -> None:
         self.cfg = cfg
-        self.tokenizer = classifier.load_tokenizer(source.path)
-        self.model = classifier.build(source.path, len(cfg.data.labels), cfg.model).eval()
+        self.mod = modality.of(cfg, source)
+        self.source = source
+        self.tokenizer = self.mod.processor(source)
+        self.model = self.mod.build(cfg, source, pretrained=True).eval()
         self.device = resolve_device(cfg.train.device)
         self.model.to(self.device)
 
-    def embed(self, enc: Encoded, desc: str | None = None) -> torch.Tensor:
+    def embed(self, data, desc: str | None = None) -> torch.Tensor:
         """Pooled features of every example, in their original order (float32)."""
         return inference.run(
-            lambda b: self.model.features(b["input_ids"], b["attention_mask"]),
-            text_batches(enc, self.cfg.train.eval_batch_size, None, pad_multiple(
-                self.device.type)), len(enc), self.device, desc=desc).float()
+            self.model.embed, self.mod.batches(data, self.cfg.train.eval_batch_size, None,
+                                               self.device),
+            len(data), self.device, desc=desc).float()
+
+    def encode(self, items: list[str]):
+        """Raw texts or image paths as the model's input."""
+        meta = {"max_length": self.cfg.model.max_length, "size": self.cfg.data.image.size}
+        return self.mod.encode(self.tokenizer, meta, items, [0] * len(items))
 
 
 def ensure(cfg: FerryConfig, source: PretrainedSource, split_dir: str | Path,
@@ -42,8 +48,7 @@ def ensure(cfg: FerryConfig, source: PretrainedSource, split_dir: str | Path,
         return path
     began = time.perf_counter()
     backbone = Backbone(cfg, source)
-    encoded = cache.encoded_splits(cfg, backbone.tokenizer, source.sha256, Path(split_dir),
-                                   split_key)
+    encoded = backbone.mod.splits(cfg, backbone.tokenizer, source, Path(split_dir), split_key)
     out: dict[str, dict[str, torch.Tensor]] = {
         name: {"features": backbone.embed(encoded[name], f"features {name}"),
                "labels": encoded[name].labels} for name in SPLITS}
@@ -58,7 +63,7 @@ def extraction_seconds(path: Path) -> float:
 
 
 def embed_texts(cfg: FerryConfig, source: PretrainedSource, texts: list[str]) -> torch.Tensor:
-    """Pooled pretrained-backbone embeddings of ``texts`` (what domain shift is measured on)."""
+    """Pooled pretrained-backbone embeddings of texts or image paths (what domain shift is
+    measured on)."""
     backbone = Backbone(cfg, source)
-    return backbone.embed(encode(backbone.tokenizer, texts, [0] * len(texts),
-                                 cfg.model.max_length))
+    return backbone.embed(backbone.encode(texts))

@@ -29,12 +29,13 @@ def run(fn: Callable[[dict], torch.Tensor], batches: Iterable[dict], n: int,
 
 def predict_folder(model_dir, texts: list[str], batch_size: int,
                    device: torch.device) -> torch.Tensor:
-    """Class probabilities of an exported model folder for raw texts (self-training, CLI)."""
-    from ferry.models.classifier import load
-    from ferry.transfer.batching import encode, text_batches
+    """Class probabilities of an exported model folder for raw texts or image paths
+    (self-training, CLI)."""
+    from ferry.transfer.modality import of_folder
 
-    model, tokenizer, meta = load(model_dir)
+    mod = of_folder(model_dir)
+    model, processor, meta = mod.load(model_dir)
     model.to(device)
-    enc = encode(tokenizer, texts, [0] * len(texts), meta["max_length"])
-    logits = run(model, text_batches(enc, batch_size, None), len(enc), device)
+    data = mod.encode(processor, meta, texts, [0] * len(texts))
+    logits = run(model, mod.batches(data, batch_size, None, device), len(data), device)
     return torch.softmax(logits.float(), 1)

@@ -25,6 +25,14 @@ def sample(texts: list[str], cap: int, seed: int) -> list[str]:
     return random.Random(seed).sample(list(texts), cap)
 
 
+def _items_key(cfg: FerryConfig, items: list[str]) -> str:
+    """Texts by content; image paths by path, size and mtime (their bytes can change)."""
+    if cfg.data.modality == "text":
+        return content_key(t=items)
+    stats = [(p, Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in items]
+    return content_key(t=stats)
+
+
 def between(cfg: FerryConfig, source: PretrainedSource, a: list[str],
             b: list[str]) -> ShiftResult:
     """MMD^2 and permutation p-value between two sets of texts (cached)."""
@@ -32,8 +40,9 @@ def between(cfg: FerryConfig, source: PretrainedSource, a: list[str],
 
     opts = cfg.shift
     a, b = sample(a, opts.max_samples, opts.seed), sample(b, opts.max_samples, opts.seed + 1)
-    key = content_key(a=content_key(t=a), b=content_key(t=b), source=source.sha256,
-                      opts=opts.model_dump(), model=cfg.model.model_dump(mode="json"))
+    key = content_key(a=_items_key(cfg, a), b=_items_key(cfg, b), source=source.sha256,
+                      opts=opts.model_dump(), model=cfg.model.model_dump(mode="json"),
+                      size=cfg.data.image.size if cfg.data.modality == "image" else None)
     path = Path(cfg.paths.cache) / "shift" / f"{key}.json"
     if path.is_file():
         return ShiftResult(**json.loads(path.read_text(encoding="utf-8")))

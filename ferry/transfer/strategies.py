@@ -17,7 +17,7 @@ from torch import nn
 
 from ferry.config import StrategyConfig, TrainConfig
 from ferry.errors import ConfigError
-from ferry.models.classifier import TextClassifier, layer_groups
+from ferry.models.classifier import layer_groups
 
 
 def _freeze(params: list[nn.Parameter]) -> None:
@@ -38,10 +38,10 @@ def param_groups(modules_lr: list[tuple[list[nn.Parameter], float]],
     return [g for g in groups if g["params"]]
 
 
-def depth_units(model: TextClassifier) -> list[list[nn.Parameter]]:
+def depth_units(model: nn.Module) -> list[list[nn.Parameter]]:
     """Backbone parameters by depth, top first: last block, ..., first block, embeddings."""
     bottom, blocks = layer_groups(model)
-    return [list(b.parameters()) for b in reversed(blocks)] + [bottom]
+    return [list(b) for b in reversed(blocks)] + [bottom]
 
 
 @dataclass
@@ -71,33 +71,33 @@ class Strategy:
         """LR of the backbone unit ``depth`` steps below the top block."""
         return lr * self.backbone_lr_factor * self.layer_decay ** depth
 
-    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+    def configure(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         """Freeze what the policy says and return the optimizer's param groups."""
         bottom, blocks = layer_groups(model)
         n = self.frozen_blocks(len(blocks))
         if n:
             _freeze(bottom)
             for block in blocks[:n]:
-                _freeze(list(block.parameters()))
+                _freeze(block)
         units = [(params, self.unit_lr(lr, d)) for d, params in enumerate(depth_units(model))]
         return param_groups([*units, (list(model.head.parameters()), lr)], weight_decay)
 
-    def start_epoch(self, epoch: int, model: TextClassifier, lr: float,
+    def start_epoch(self, epoch: int, model: nn.Module, lr: float,
                     weight_decay: float) -> list[dict]:
         """Param groups to add at the start of ``epoch`` (1-based); none for static policies."""
         return []
 
-    def restore(self, state: dict, model: TextClassifier, lr: float,
+    def restore(self, state: dict, model: nn.Module, lr: float,
                 weight_decay: float) -> list[dict]:
         """Re-apply a checkpoint's unfreezing; returns the groups it had added, in order."""
         return []
 
-    def state(self, model: TextClassifier) -> dict:
+    def state(self, model: nn.Module) -> dict:
         """What a checkpoint must restore: the strategy and each parameter's trainable flag."""
         return {"name": self.name,
                 "trainable": [n for n, p in model.named_parameters() if p.requires_grad]}
 
-    def export(self, model: TextClassifier) -> dict:
+    def export(self, model: nn.Module) -> dict:
         """Turn the trained model into its saved form; returns extra metadata for the folder."""
         return {}
 
@@ -133,12 +133,12 @@ class GradualUnfreeze(Full):
     unfrozen: int = 0
     name: ClassVar[str] = "gradual_unfreeze"
 
-    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+    def configure(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         _freeze(list(model.encoder.parameters()))
         self.unfrozen = 0
         return param_groups([(list(model.head.parameters()), lr)], weight_decay)
 
-    def _unfreeze_to(self, target: int, model: TextClassifier, lr: float,
+    def _unfreeze_to(self, target: int, model: nn.Module, lr: float,
                      weight_decay: float) -> list[dict]:
         units = depth_units(model)
         added: list[dict] = []
@@ -150,15 +150,15 @@ class GradualUnfreeze(Full):
             self.unfrozen += 1
         return added
 
-    def start_epoch(self, epoch: int, model: TextClassifier, lr: float,
+    def start_epoch(self, epoch: int, model: nn.Module, lr: float,
                     weight_decay: float) -> list[dict]:
         return self._unfreeze_to((epoch - 1) * self.per_epoch, model, lr, weight_decay)
 
-    def restore(self, state: dict, model: TextClassifier, lr: float,
+    def restore(self, state: dict, model: nn.Module, lr: float,
                 weight_decay: float) -> list[dict]:
         return self._unfreeze_to(int(state.get("unfrozen", 0)), model, lr, weight_decay)
 
-    def state(self, model: TextClassifier) -> dict:
+    def state(self, model: nn.Module) -> dict:
         return {**super().state(model), "unfrozen": self.unfrozen}
 
 
@@ -176,7 +176,7 @@ class LinearProbe(Strategy):
         return train.model_copy(update={"epochs": self.epochs, "lr": self.lr,
                                         "patience": max(train.patience, 5)})
 
-    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+    def configure(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         _freeze(list(model.encoder.parameters()))
         return param_groups([(list(model.head.parameters()), lr)], weight_decay)
 
@@ -203,20 +203,32 @@ class Lora(Strategy):
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=self.targets)
 
-    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+    def configure(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         from peft import get_peft_model
 
+        self.targets = lora_targets(model.encoder, self.targets)
         model.encoder = get_peft_model(model.encoder, self.lora_config())
         adapters = [p for p in model.encoder.parameters() if p.requires_grad]
         return param_groups([(adapters, lr), (list(model.head.parameters()), lr)], weight_decay)
 
-    def export(self, model: TextClassifier) -> dict:
+    def export(self, model: nn.Module) -> dict:
         if self.merge:
             model.encoder = model.encoder.merge_and_unload()
             return {"lora": {"merged": True, "r": self.r}}
         return {"lora": {"merged": False, "config": {
             "r": self.r, "lora_alpha": self.alpha, "lora_dropout": self.dropout,
             "target_modules": self.targets}}}
+
+
+def lora_targets(encoder: nn.Module, targets: list[str] | str) -> list[str] | str:
+    """peft's ``all-linear`` covers transformers models; for any other backbone (timm, a
+    conv net) it means every Linear and every non-grouped Conv2d inside the blocks."""
+    from transformers import PreTrainedModel
+
+    if targets != "all-linear" or isinstance(encoder, PreTrainedModel):
+        return targets
+    return [name for name, m in encoder.named_modules()
+            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
 
 
 @dataclass
@@ -230,7 +242,7 @@ class ZeroShot(Strategy):
     name: ClassVar[str] = "zero_shot"
     trains: ClassVar[bool] = False
 
-    def configure(self, model: TextClassifier, lr: float, weight_decay: float) -> list[dict]:
+    def configure(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         _freeze(list(model.parameters()))
         return []
 
@@ -243,7 +255,7 @@ class Scratch(Strategy):
     pretrained: ClassVar[bool] = False
 
 
-def trainable_params(model: TextClassifier) -> int:
+def trainable_params(model: nn.Module) -> int:
     """Parameters the optimizer updates (what a strategy's cost and capacity scale with)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

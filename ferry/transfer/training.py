@@ -12,13 +12,12 @@ from pathlib import Path
 import torch
 
 from ferry.config import FerryConfig
-from ferry.errors import CheckpointError
+from ferry.errors import CheckpointError, ConfigError
 from ferry.evaluation import metrics
 from ferry.files import write_atomic
-from ferry.models import classifier
 from ferry.models.sources import PretrainedSource
-from ferry.transfer import cache, inference, strategies
-from ferry.transfer.batching import encode, feature_batches, pad_multiple, text_batches
+from ferry.transfer import cache, inference, modality, strategies
+from ferry.transfer.batching import feature_batches
 from ferry.transfer.checkpoint import Checkpointer, identity_key
 from ferry.transfer.loop import FitResult, fit, resolve_device
 
@@ -57,6 +56,9 @@ def policy_for(cfg: FerryConfig, role: str) -> strategies.Strategy:
     """The configured strategy, or the scratch baseline (also when the strategy is scratch)."""
     if role == "scratch" or cfg.strategy.name == "scratch":
         return strategies.Scratch()
+    if cfg.data.modality == "image" and cfg.strategy.name == "zero_shot":
+        raise ConfigError("strategy.name=zero_shot needs a text backbone (it embeds label "
+                          "descriptions); for images use linear_probe or a fine-tuning strategy")
     return strategies.from_config(cfg.strategy)
 
 
@@ -95,16 +97,16 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     if (done := _finished(folder, identity_key(identity), on_epoch)) is not None:
         return done
     torch.manual_seed(cfg.train.seed)
-    tokenizer = classifier.load_tokenizer(source.path)
-    model = classifier.build(source.path, len(cfg.data.labels), cfg.model,
-                             pretrained=policy.pretrained)
+    mod = modality.of(cfg, source)
+    tokenizer = mod.processor(source)
+    model = mod.build(cfg, source, pretrained=policy.pretrained)
     budget = policy.budget(cfg.train)
     device = resolve_device(cfg.train.device)
     if _prototype_head(cfg, policy):
         _init_head(cfg, policy, model, tokenizer, device)
     groups = policy.configure(model, budget.lr, cfg.train.weight_decay)
-    net, batches, steps, validate = _inputs(cfg, policy, model, tokenizer, source, split_dir,
-                                            split_key, features_file, device)
+    net, batches, steps, validate = _inputs(cfg, mod, policy, model, tokenizer, source,
+                                            split_dir, split_key, features_file, device)
     if policy.trains:
         hooks = BoundPolicy(policy, model, budget.lr, cfg.train.weight_decay)
         result = fit(net, groups, batches, steps, validate, budget, Checkpointer(folder, identity),
@@ -114,8 +116,7 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
         result = _no_training(cfg, policy, model, tokenizer, validate, device, on_epoch)
     trainable = strategies.trainable_params(model)
     model.cpu()
-    out = classifier.save(model, tokenizer, cfg.data.labels, cfg.model, folder / "model",
-                          policy.export(model))
+    out = mod.save(model, tokenizer, cfg, folder / "model", policy.export(model))
     _write_json(folder / DONE, {"key": identity_key(identity), "strategy": policy.name,
                                 "best_epoch": result.best_epoch,
                                 "best_metric": result.best_metric, "seconds": result.seconds,
@@ -125,8 +126,10 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
 
 
 def _prototype_head(cfg: FerryConfig, policy: strategies.Strategy) -> bool:
-    """Whether the new head starts from the label prototypes (pretrained, trained policies)."""
-    return cfg.strategy.head_init == "prototypes" and policy.pretrained and policy.trains
+    """Whether the new head starts from the label prototypes (pretrained, trained policies;
+    text only: the prototypes are embedded label descriptions)."""
+    return (cfg.strategy.head_init == "prototypes" and policy.pretrained and policy.trains
+            and cfg.data.modality == "text")
 
 
 def _init_head(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer,
@@ -141,10 +144,11 @@ def _init_head(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer,
     model.train()
 
 
-def _inputs(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer,
+def _inputs(cfg: FerryConfig, mod, policy: strategies.Strategy, model, tokenizer,
             source: PretrainedSource, split_dir: Path, split_key: str,
             features_file: Path | None, device: torch.device):
-    """(net, batches, steps per epoch, validate): cached features for probes, else tokens."""
+    """(net, batches, steps per epoch, validate): cached features for probes, else the
+    modality's own batches (tokens or pixels)."""
     if policy.cached_features:
         if features_file is None or not features_file.is_file():  # cache entry was removed
             from ferry.transfer import features
@@ -154,16 +158,18 @@ def _inputs(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer,
         return _setup(model.head, lambda split, bs, seed: feature_batches(
             feats[split]["features"], feats[split]["labels"], bs, seed),
             len(feats["train"]["labels"]), feats["validation"]["labels"], cfg, device)
-    enc = cache.encoded_splits(cfg, tokenizer, source.sha256, split_dir, split_key)
-    multiple = pad_multiple(device.type)
-    return _setup(model, lambda split, bs, seed: text_batches(enc[split], bs, seed, multiple),
-                  len(enc["train"]), enc["validation"].labels, cfg, device)
+    data = mod.splits(cfg, tokenizer, source, split_dir, split_key)
+    return _setup(model, lambda split, bs, seed: mod.batches(data[split], bs, seed, device),
+                  len(data["train"]), data["validation"].labels, cfg, device)
 
 
 def _loss_fn(cfg: FerryConfig, policy: strategies.Strategy, tokenizer, device: torch.device):
     """The domain-adaptation loss when a target set is configured, else the plain one."""
     if not cfg.adaptation.target_path or policy.cached_features:
         return None
+    if cfg.data.modality != "text":
+        raise ConfigError("adaptation.target_path is for text data (an MMD loss on unlabelled "
+                          "target texts); unset it for image runs")
     from ferry.transfer import adaptation
 
     return adaptation.mmd_loss(cfg, tokenizer, device)
@@ -270,17 +276,18 @@ def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
         if record.get("split_dir") == str(split_dir) and record.get("model_mtime") == \
                 (model_dir / "model.safetensors").stat().st_mtime_ns:
             return record["metrics"], [out_dir / name for name in record["artifacts"]]
-    model, tokenizer, meta = classifier.load(model_dir)
+    mod = modality.of_folder(model_dir)
+    model, processor, meta = mod.load(model_dir)
     device = resolve_device(cfg.train.device)
     model.to(device)
-    texts, labels = cache.split_labels(split_dir, cfg, ("test",))["test"]
-    enc = encode(tokenizer, texts, labels, meta["max_length"])
-    logits = inference.run(model, text_batches(enc, cfg.train.eval_batch_size, None), len(enc),
-                           device, desc="evaluate test")
+    items, labels = cache.split_labels(split_dir, cfg, ("test",))["test"]
+    data = mod.encode(processor, meta, items, labels)
+    logits = inference.run(model, mod.batches(data, cfg.train.eval_batch_size, None, device),
+                           len(data), device, desc="evaluate test")
     probs = torch.softmax(logits, 1).numpy()
-    out = metrics.scores(enc.labels.numpy(), probs, meta["labels"], prefix + "test_")
-    artifacts = metrics.write_artifacts(enc.labels.numpy(), probs, meta["labels"], out_dir)
-    _write_json(out_dir / PREDICTIONS, {"y_true": enc.labels.tolist(),
+    out = metrics.scores(data.labels.numpy(), probs, meta["labels"], prefix + "test_")
+    artifacts = metrics.write_artifacts(data.labels.numpy(), probs, meta["labels"], out_dir)
+    _write_json(out_dir / PREDICTIONS, {"y_true": data.labels.tolist(),
                                         "y_pred": probs.argmax(1).tolist(),
                                         "confidence": probs.max(1).round(6).tolist()})
     _write_json(saved, {"split_dir": str(split_dir), "metrics": out,

@@ -88,8 +88,11 @@ def test_fresh_clone_rebuilds_data_matching_data_dvc(tmp_path):
     root = _clone_like(tmp_path)
     out = Path("data/rotten_tomatoes.csv")
     version = versioning.ensure_data(root, Path("data.dvc"), out,
-                                     lambda: recipes.build("rotten-tomatoes", root / out))
+                                     lambda: recipes.rebuild_tracked(root, Path("data"),
+                                                                     DataConfig()))
     assert version.origin == "recipe" and version.dvc_tracked
+    # data/ is one version: the text recipe's run also rebuilt the built-in image dataset
+    assert (root / "data" / "fashion-mnist" / "manifest.csv").is_file()
     assert version.md5 == versioning.tracked_out(REPO, Path("data.dvc"))[1]
     shutil.rmtree(root / "data")  # now the local DVC cache has it: a plain checkout
     again = versioning.ensure_data(root, Path("data.dvc"), out, None)

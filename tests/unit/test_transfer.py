@@ -39,8 +39,8 @@ def test_freeze_bottom_freezes_embeddings_and_first_layers(tiny_bert):
     bottom, blocks = classifier.layer_groups(model)
     assert len(blocks) == 2
     assert all(p.grad is None and not p.requires_grad for p in bottom)
-    assert all(p.grad is None for p in blocks[0].parameters())
-    assert all(p.grad is not None for p in blocks[1].parameters())
+    assert all(p.grad is None for p in blocks[0])
+    assert all(p.grad is not None for p in blocks[1])
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head.parameters())
     assert policy.state(model)["trainable"][0].startswith("encoder.encoder.layer.1.")
 

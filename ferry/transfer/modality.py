@@ -1,0 +1,126 @@
+"""What differs between text and images, in one place: the rest of the pipeline (strategies,
+the loop, checkpoints, evaluation, tracking) sees only a model that maps a batch dict to
+logits, a dataset with ``labels``, and a batch factory.
+
+``Text``: tokenizer + HF encoder, token batches. ``Image``: timm / packaged CNN with its
+normalisation built in, pixel batches (augmented inside the model while training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferry.config import FerryConfig
+from ferry.errors import ConfigError
+from ferry.models.sources import PretrainedSource
+
+
+class Text:
+    """Texts through the source's tokenizer and a transformers encoder."""
+
+    name = "text"
+
+    def processor(self, source: PretrainedSource) -> Any:
+        from ferry.models.classifier import load_tokenizer
+
+        return load_tokenizer(source.path)
+
+    def build(self, cfg: FerryConfig, source: PretrainedSource, pretrained: bool):
+        from ferry.models import classifier
+
+        return classifier.build(source.path, len(cfg.data.labels), cfg.model, pretrained)
+
+    def splits(self, cfg: FerryConfig, processor: Any, source: PretrainedSource,
+               split_dir: Path, split_key: str) -> dict:
+        from ferry.transfer import cache
+
+        return cache.encoded_splits(cfg, processor, source.sha256, split_dir, split_key)
+
+    def encode(self, processor: Any, meta: dict, items: list[str], labels: list[int]):
+        from ferry.transfer.batching import encode
+
+        return encode(processor, items, labels, meta["max_length"])
+
+    def batches(self, data, batch_size: int, seed: int | None,
+                device: torch.device) -> Iterator[dict]:
+        from ferry.transfer.batching import pad_multiple, text_batches
+
+        return text_batches(data, batch_size, seed, pad_multiple(device.type))
+
+    def save(self, model, processor: Any, cfg: FerryConfig, out: Path, extra: dict) -> Path:
+        from ferry.models import classifier
+
+        return classifier.save(model, processor, cfg.data.labels, cfg.model, out, extra)
+
+    def load(self, folder: Path):
+        from ferry.models import classifier
+
+        return classifier.load(folder)
+
+
+class Image:
+    """Images through a timm (or packaged) backbone that normalises its own input."""
+
+    name = "image"
+
+    def processor(self, source: PretrainedSource) -> None:
+        return None  # preprocessing lives in the model (normalisation) and the pixel cache
+
+    def build(self, cfg: FerryConfig, source: PretrainedSource, pretrained: bool):
+        from ferry.models import vision
+
+        return vision.build(cfg.model, Path(source.path) if pretrained else None,
+                            len(cfg.data.labels), cfg.model.dropout, cfg.data.image.augment)
+
+    def splits(self, cfg: FerryConfig, processor: Any, source: PretrainedSource,
+               split_dir: Path, split_key: str) -> dict:
+        from ferry.transfer import cache
+
+        return cache.pixel_splits(cfg, split_dir, split_key)
+
+    def encode(self, processor: Any, meta: dict, items: list[str], labels: list[int]):
+        from ferry.data.images import load_pixels
+        from ferry.transfer.batching import Pixels
+
+        return Pixels(torch.from_numpy(load_pixels(items, meta["size"])),
+                      torch.tensor(labels, dtype=torch.int64))
+
+    def batches(self, data, batch_size: int, seed: int | None,
+                device: torch.device) -> Iterator[dict]:
+        from ferry.transfer.batching import image_batches
+
+        return image_batches(data, batch_size, seed)
+
+    def save(self, model, processor: Any, cfg: FerryConfig, out: Path, extra: dict) -> Path:
+        from ferry.models import vision
+
+        return vision.save(model, cfg.data.labels, cfg.model, cfg.data.image.size, out, extra)
+
+    def load(self, folder: Path):
+        from ferry.models import vision
+
+        return vision.load(folder)
+
+
+MODALITIES = {"text": Text(), "image": Image()}
+
+
+def of(cfg: FerryConfig, source: PretrainedSource | None = None) -> Text | Image:
+    """The data's modality; a source of the other modality is a config error, named."""
+    if source is not None and source.modality != cfg.data.modality:
+        raise ConfigError(f"data.modality is {cfg.data.modality!r} but model {source.label} "
+                          f"takes {source.modality}; set model.source/model.name to a "
+                          f"{cfg.data.modality} backbone (see README, Supported backbones)")
+    return MODALITIES[cfg.data.modality]
+
+
+def of_folder(folder: Path) -> Text | Image:
+    """The modality an exported model folder was trained on."""
+    import json
+
+    meta = json.loads((folder / "ferry_model.json").read_text(encoding="utf-8"))
+    return MODALITIES[meta.get("modality", "text")]
