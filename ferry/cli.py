@@ -145,23 +145,27 @@ def validate(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
 
 @data_app.command("build")
-def data_build(recipe: str = "rotten-tomatoes",
-               out: Path = Path("data/rotten_tomatoes.csv")) -> None:
-    """Write a built-in dataset recipe to OUT (then `dvc add data` to version it)."""
+def data_build(config: ConfigOpt = None, set_: SetOpt = None, recipe: str | None = None,
+               out: Path | None = None) -> None:
+    """Write a built-in dataset recipe (default: the config's data.recipe at data.path; then
+    `dvc add data` to version it). `-c configs/image.yaml` builds the Fashion-MNIST subset."""
     from ferry.data import recipes
 
-    typer.echo(f"wrote {recipes.build(recipe, out)}")
+    cfg = _config(config, set_)
+    name = recipe or cfg.data.recipe or "rotten-tomatoes"
+    target = out or (cfg.data.path if name == cfg.data.recipe else recipes.DEFAULT_OUTPUTS[name])
+    typer.echo(f"wrote {recipes.build(name, target, cfg.data)}")
 
 
 @data_app.command("split")
 def data_split(config: ConfigOpt = None, set_: SetOpt = None,
                out: Path = Path("prepared/dvc")) -> None:
     """Write the stratified, seeded train/validation/test split (the dvc.yaml stage)."""
-    from ferry.data.loading import read_table
+    from ferry import steps
     from ferry.data.splits import split_frame, write_splits
 
     cfg = _config(config, set_)
-    frame = read_table(cfg.data.path, [cfg.data.text_column, cfg.data.label_column])
+    frame = steps.read_data(cfg)
     typer.echo(f"wrote splits to {write_splits(split_frame(frame, cfg.data), out)}")
 
 

@@ -81,7 +81,8 @@ def data_version(cfg: FerryConfig) -> DataVersion:
                                 cfg.data)
 
     rebuild_fn = rebuild if cfg.data.recipe else None
-    return versioning.ensure_data(root(), cfg.data.dvc_file, cfg.data.path, rebuild_fn)
+    return versioning.ensure_data(root(), cfg.data.dvc_file, cfg.data.path, rebuild_fn,
+                                   whole_folder=cfg.data.modality == "image")
 
 
 def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:

@@ -44,14 +44,21 @@ def tracked_out(root: Path, dvc_file: Path) -> tuple[str, str] | None:
 
 
 def ensure_data(root: Path, dvc_file: Path, data_path: Path,
-                rebuild: Callable[[], object] | None) -> DataVersion:
-    """Make sure the dataset is present and equal to its DVC-recorded version."""
+                rebuild: Callable[[], object] | None, whole_folder: bool = False) -> DataVersion:
+    """Make sure the dataset is present and equal to its DVC-recorded version.
+
+    Untracked data is versioned by its own md5; with ``whole_folder`` (an image manifest,
+    whose images sit beside it) by the md5 of the manifest's whole folder.
+    """
     out = tracked_out(root, dvc_file)
     rev, dirty = git_revision(root)
     if out is None or not _inside(root / data_path, root / out[0]):
         if not (root / data_path).exists():
             raise DataError(f"data file not found: {data_path}")
-        return DataVersion(md5=file_md5(root / data_path), dvc_tracked=False, git_rev=rev,
+        target = root / data_path
+        if whole_folder and target.is_file():
+            target = target.parent
+        return DataVersion(md5=file_md5(target), dvc_tracked=False, git_rev=rev,
                            git_dirty=dirty, origin="file")
     out_path, md5 = out
     origin = _restore(root, dvc_file, root / out_path, rebuild)
@@ -134,7 +141,13 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def file_md5(path: Path) -> str:
-    """md5 of a file outside DVC's tracking (a user's file used directly)."""
+    """md5 of a file outside DVC's tracking (a user's file used directly); for a folder, of
+    its relative paths and file contents (suffix ``.dir``, like DVC's folder hashes)."""
+    if path.is_dir():
+        tree = hashlib.md5()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            tree.update(f"{file.relative_to(path).as_posix()}\0{file_md5(file)}\n".encode())
+        return tree.hexdigest() + ".dir"
     digest = hashlib.md5()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -97,8 +97,8 @@ def _timm_weights(cfg: ModelConfig) -> Path:
     the local Hugging Face cache; never a download."""
     if cfg.path is not None:
         if not cfg.path.is_file():
-            raise PretrainedSourceError(f"model.path {cfg.path}: no such weights file "
-                                        "(expected .safetensors, or .pth/.pt saved as a state dict)")
+            raise PretrainedSourceError(f"model.path {cfg.path}: no such weights file (expected "
+                                        ".safetensors, or .pth/.pt saved as a state dict)")
         return cfg.path
     from huggingface_hub import hf_hub_download
     from timm.models import get_pretrained_cfg

@@ -87,6 +87,7 @@ class _Lite0Features(nn.Module):
         from efficientnet_lite_pytorch import EfficientNet
 
         net = EfficientNet.from_name(LITE0, num_classes=1)
+        _plain_pointwise(net)
         self._conv_stem, self._bn0, self._blocks = net._conv_stem, net._bn0, net._blocks
         self._conv_head, self._bn1, self._swish = net._conv_head, net._bn1, net._swish
         self.drop_connect_rate = net._global_params.drop_connect_rate
@@ -95,10 +96,27 @@ class _Lite0Features(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._swish(self._bn0(self._conv_stem(x)))
         for i, block in enumerate(self._blocks):
-            rate = self.drop_connect_rate * i / len(self._blocks) if self.drop_connect_rate else None
+            rate = self.drop_connect_rate * i / len(self._blocks) if self.drop_connect_rate \
+                else None
             x = block(x, drop_connect_rate=rate)
         x = self._swish(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))
+
+
+def _plain_pointwise(net: nn.Module) -> None:
+    """Swap the package's "same padding" convs that pad nothing (the 1x1 expand, project and
+    head convs) for plain ``nn.Conv2d``: identical maths and state-dict keys, and adapters
+    such as LoRA know how to wrap a plain conv."""
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            pad = getattr(child, "static_padding", None)
+            if isinstance(child, nn.Conv2d) and pad is not None and not list(pad.parameters()) \
+                    and type(pad).__name__ == "Identity":
+                plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size,
+                                  child.stride, 0, child.dilation, child.groups,
+                                  bias=child.bias is not None)
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain)
 
 
 def encoder(model: ModelConfig) -> tuple[nn.Module, int, tuple[list[float], list[float]]]:

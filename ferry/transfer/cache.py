@@ -1,8 +1,9 @@
 """On-disk caches of tokenized (or decoded) splits and frozen-backbone features.
 
-Tokenization (image decoding) runs once per data version and tokenizer (input size); features once per backbone hash, data
-version and preprocessing. Keys are content hashes, so a stale entry can never be picked up,
-and files are written atomically so a killed run leaves no half-written entry.
+Tokenization (image decoding) runs once per data version and tokenizer (input size); features
+once per backbone hash, data version and preprocessing. Keys are content hashes, so a stale
+entry can never be picked up, and files are written atomically so a killed run leaves no
+half-written entry.
 """
 
 from __future__ import annotations

@@ -222,13 +222,18 @@ class Lora(Strategy):
 
 def lora_targets(encoder: nn.Module, targets: list[str] | str) -> list[str] | str:
     """peft's ``all-linear`` covers transformers models; for any other backbone (timm, a
-    conv net) it means every Linear and every non-grouped Conv2d inside the blocks."""
+    conv net) it means every plain Linear and every non-grouped plain Conv2d (peft rebuilds
+    the layer type it wraps, so custom subclasses are left alone)."""
     from transformers import PreTrainedModel
 
     if targets != "all-linear" or isinstance(encoder, PreTrainedModel):
         return targets
-    return [name for name, m in encoder.named_modules()
-            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
+    names = [name for name, m in encoder.named_modules()
+             if type(m) is nn.Linear or (type(m) is nn.Conv2d and m.groups == 1)]
+    if not names:
+        raise ConfigError(f"strategy lora: {type(encoder).__name__} has no plain Linear or "
+                          "Conv2d layers to adapt; set strategy.lora_targets to module names")
+    return names
 
 
 @dataclass
