@@ -301,21 +301,33 @@ def domain_shift(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
 
 
 def shift_between_revisions(cfg: FerryConfig, rev_from: str, rev_to: str) -> dict:
-    """MMD^2 and p-value between the dataset's texts at two git/DVC revisions."""
+    """MMD^2 and p-value between the dataset's texts (or images) at two git/DVC revisions."""
     import tempfile
 
-    from ferry.data.loading import read_table
-    from ferry.data.versioning import read_at
     from ferry.transfer import shift
 
-    texts = []
     with tempfile.TemporaryDirectory(prefix="ferry-shift-") as tmp:
-        for i, rev in enumerate((rev_from, rev_to)):
-            path = read_at(root(), cfg.data.path, rev, Path(tmp) / f"{i}{cfg.data.path.suffix}")
-            frame = read_table(path, [cfg.data.text_column])
-            texts.append([str(t) for t in frame[cfg.data.text_column]])
-    result = shift.between(cfg, retrieve_pretrained(cfg), texts[0], texts[1])
+        items = [_items_at(cfg, rev, Path(tmp) / str(i))
+                 for i, rev in enumerate((rev_from, rev_to))]
+        result = shift.between(cfg, retrieve_pretrained(cfg), items[0], items[1])
     return {"from": rev_from, "to": rev_to, **result.as_dict()}
+
+
+def _items_at(cfg: FerryConfig, rev: str, tmp: Path) -> list[str]:
+    """The texts (or image file paths, copied out) of the dataset at a revision."""
+    from ferry.data import images
+    from ferry.data.loading import read_table
+    from ferry.data.versioning import folder_at, read_at
+
+    path = cfg.data.path
+    if cfg.data.modality == "image":
+        folder = path if (root() / path).is_dir() else path.parent
+        copy = folder_at(root(), folder, rev, tmp)
+        frame = images.read_images(copy if folder == path else copy / path.name, cfg.data)
+        return frame[cfg.data.path_column].tolist()
+    frame = read_table(read_at(root(), path, rev, tmp.with_suffix(path.suffix)),
+                       [cfg.data.text_column])
+    return [str(t) for t in frame[cfg.data.text_column]]
 
 
 def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersion,

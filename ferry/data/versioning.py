@@ -193,3 +193,19 @@ def read_at(root: Path, path: Path, rev: str, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     return out
+
+
+def folder_at(root: Path, path: Path, rev: str, out: Path) -> Path:
+    """Copy the folder ``path`` as it was at revision ``rev`` to ``out`` (an image dataset:
+    manifest and images together)."""
+    from dvc.api import DVCFileSystem
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
+    rel = (root / path).resolve().relative_to(root.resolve()).as_posix()
+    try:
+        fs = DVCFileSystem(str(root), rev=rev)
+        fs.get(rel, str(out), recursive=True)
+    except (DvcException, SCMError, FileNotFoundError) as exc:
+        raise DataError(f"cannot read {rel}/ at revision {rev!r}: {exc}") from None
+    return out

@@ -11,6 +11,17 @@ from ferry.errors import ConfigError
 def test_defaults_match_the_shipped_default_yaml(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[2])
     assert load_config() == FerryConfig()
+    import yaml  # every key is spelled out, so the file documents the whole config
+
+    shipped = yaml.safe_load(Path("configs/default.yaml").read_text(encoding="utf-8"))
+    assert shipped == FerryConfig().model_dump(mode="json")
+
+
+def test_image_config_loads(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    cfg = load_config("configs/image.yaml")
+    assert cfg.data.modality == "image" and cfg.model.name == "efficientnet-lite0"
+    assert len(cfg.data.labels) == 10 and "zero_shot" not in cfg.sweep.strategies
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
