@@ -55,6 +55,12 @@ def test_image_family_trains_one_freeze_bottom_step(family, tmp_path):
     pixels = torch.randint(0, 256, (2, 3, side, side), dtype=torch.uint8)
     _step(model, {"pixel_values": pixels, "labels": torch.tensor([0, 2])})
     _check_gradients(model)
+    folder = vision.save(model, ["a", "b", "c"], cfg, side, tmp_path / "export")
+    again, _, meta = vision.load(folder)  # what evaluation and the pyfunc model load
+    assert meta["size"] == side and meta["mean"] == model.mean.flatten().tolist()
+    with torch.no_grad():
+        batch = {"pixel_values": pixels}
+        assert torch.allclose(again(batch), model.eval()(batch), atol=1e-5)
 
 
 @pytest.mark.parametrize("family", TEXT_FAMILIES)
@@ -69,6 +75,12 @@ def test_text_family_trains_one_freeze_bottom_step(family, tmp_path):
     assert batch["attention_mask"].min() == 0
     _step(model, batch)
     _check_gradients(model)
+    cfg = ModelConfig(source="local", path=folder, max_length=16)
+    again, tokenizer2, _ = classifier.load(classifier.save(model, tokenizer, ["a", "b"], cfg,
+                                                           tmp_path / "export"))
+    assert tokenizer2.pad_token == tokenizer.pad_token  # GPT-2's pad survives the export
+    with torch.no_grad():
+        assert torch.allclose(again(batch), model.eval()(batch), atol=1e-5)
 
 
 def test_lite0_depth_groups_put_the_conv_head_on_top():
