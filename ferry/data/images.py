@@ -60,7 +60,7 @@ def inspect(paths: list[str]) -> pd.DataFrame:
 
 
 def _inspect_one(path: Path) -> dict:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     out = {"problem": "", "mode": None, "width": None, "height": None, "pixel_hash": None}
     if not path.is_file():
@@ -72,8 +72,8 @@ def _inspect_one(path: Path) -> dict:
             im.load()  # a full decode: truncated files fail here, not at training time
             pixels = im.tobytes()
             out.update(mode=im.mode, width=im.width, height=im.height)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return {**out, "problem": f"cannot decode: {exc}"}
+    except Exception as exc:  # PIL raises many types (truncated, bomb, bad header): all mean
+        return {**out, "problem": f"cannot decode: {exc}"}  # "this file is not usable"
     digest = hashlib.sha256(f"{out['mode']}{out['width']}x{out['height']}".encode() + pixels)
     return {**out, "pixel_hash": digest.hexdigest()}
 
