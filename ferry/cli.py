@@ -54,6 +54,46 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
 
 @app.command()
+def promote(config: ConfigOpt = None, set_: SetOpt = None,
+            model: Annotated[str | None, typer.Option(help="Registered model name "
+                             "(default: tracking.model_name).")] = None) -> None:
+    """Promote @challenger to @champion if it beats the champion on the same holdout."""
+    import importlib
+
+    cfg = _with_model(_config(config, set_), model)
+    result = importlib.import_module("flows.promote").promote(cfg)
+    verb = "PROMOTED" if result["promote"] else "kept"
+    typer.secho(f"{result['model']}: v{result['challenger']} vs champion "
+                f"v{result['champion_before'] or '-'}: {verb}; @"
+                f"{cfg.promotion.champion_alias} -> v{result['champion'] or '-'}",
+                fg="green" if result["promote"] else "yellow")
+    typer.echo(f"reason: {result['reason']}")
+    for key, value in sorted(result["scores"].items()):
+        typer.echo(f"  {key:32}{value:.4f}")
+    typer.echo(f"decision run: {result['run_id']}")
+
+
+@app.command()
+def rollback(config: ConfigOpt = None, set_: SetOpt = None,
+             model: Annotated[str | None, typer.Option(help="Registered model name.")] = None
+             ) -> None:
+    """Move @champion back to the previous champion."""
+    import importlib
+
+    cfg = _with_model(_config(config, set_), model)
+    result = importlib.import_module("flows.promote").rollback(cfg)
+    typer.secho(f"{result['model']}: @{cfg.promotion.champion_alias} v{result['from']} -> "
+                f"v{result['champion']} (run {result['run_id']})", fg="green")
+
+
+def _with_model(cfg, model: str | None):
+    if not model:
+        return cfg
+    return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
+        update={"model_name": model})})
+
+
+@app.command()
 def sweep(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Compare strategies (sweep.strategies) on one data version; register the best."""
     import importlib

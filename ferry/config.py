@@ -224,6 +224,20 @@ class TrackingConfig(_Strict):
     run_name: str | None = None
 
 
+class PromotionConfig(_Strict):
+    """``ferry promote``: the challenger replaces the champion only if it is better on the same
+    holdout (the test split of the newest validated data version) by more than ``margin`` on
+    ``metric`` and no class's recall drops by more than ``max_recall_drop``. The first
+    champion must pass the absolute gates instead."""
+
+    champion_alias: str = "champion"
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    margin: float = Field(0.005, ge=0, le=1)
+    max_recall_drop: float = Field(0.05, ge=0, le=1)
+    min_accuracy: float = Field(0.6, ge=0, le=1)
+    min_macro_f1: float = Field(0.6, ge=0, le=1)
+
+
 class PathsConfig(_Strict):
     """Working folders, relative to the project root (the current directory)."""
 
@@ -248,6 +262,7 @@ class FerryConfig(_Strict):
     self_training: SelfTrainingConfig = Field(default_factory=SelfTrainingConfig)
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
     def to_yaml(self) -> str:

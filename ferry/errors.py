@@ -31,3 +31,7 @@ class PretrainedSourceError(FerryError):
 
 class CheckpointError(FerryError):
     """A checkpoint belongs to another config/data version or cannot be loaded safely."""
+
+
+class PromotionError(FerryError):
+    """A promotion or rollback cannot be decided (no challenger, no previous champion, ...)."""

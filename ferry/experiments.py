@@ -107,12 +107,13 @@ def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> 
 
 
 def register_best(cfg: FerryConfig, results: list[StrategyResult], best: str,
-                  version: DataVersion, source: PretrainedSource) -> steps.Registered:
+                  version: DataVersion, source: PretrainedSource,
+                  rows: dict[str, int] | None = None) -> steps.Registered:
     """Register the winner (chosen on validation) from its own child run."""
     winner = next(r for r in results if r.strategy == best)
     child = with_strategy(cfg, best)
     return steps.register(child, winner.trained, winner.run_id, version, source,
-                          winner.metrics)
+                          winner.metrics, rows)
 
 
 def curve_grid(cfg: FerryConfig) -> list[tuple[int | str, int, str]]:

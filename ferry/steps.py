@@ -331,9 +331,12 @@ def _items_at(cfg: FerryConfig, rev: str, tmp: Path) -> list[str]:
 
 
 def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersion,
-             source: PretrainedSource, metrics: dict) -> Registered:
-    """Log the model (signature + input example), register it, move the alias."""
+             source: PretrainedSource, metrics: dict, rows: dict[str, int] | None = None
+             ) -> Registered:
+    """Log the model and its card, register it (card as description), move the alias."""
     from ferry import tracking
+    from ferry.evaluation.card import CardFacts, render
+    from ferry.files import write_atomic
 
     tags = {"data.md5": version.md5, "code.git_rev": version.git_rev,
             "pretrained.source": source.label, "pretrained.sha256": source.sha256,
@@ -341,11 +344,88 @@ def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersi
             "test_accuracy": f"{metrics['test_accuracy']:.4f}"}
     if "transfer_gain" in metrics:
         tags["transfer_gain"] = f"{metrics['transfer_gain']:.4f}"
-    text = (f"{trained.strategy} transfer from {source.label} (sha256 {source.sha256[:12]}) on "
-            f"data {version.md5} at code {version.git_rev[:12]}; test accuracy "
-            f"{metrics['test_accuracy']:.4f}.")
-    name, number = tracking.register(cfg, root(), run_id, Path(trained.model_dir), tags, text)
+    card = render(cfg, CardFacts(
+        name=cfg.tracking.model_name, run_id=run_id, strategy=trained.strategy,
+        trainable_params=trained.trainable_params, best_epoch=trained.best_epoch,
+        data_md5=version.md5, data_origin=version.origin, git_rev=version.git_rev,
+        git_dirty=version.git_dirty, source=source.label, source_path=source.path,
+        source_sha256=source.sha256, rows=rows or {}, metrics=metrics))
+    path = write_atomic(Path(trained.model_dir).parent / "model_card.md",
+                        lambda tmp: tmp.write_text(card, encoding="utf-8"))
+    tracking.log_artifacts(cfg, root(), run_id, [path], "")
+    name, number = tracking.register(cfg, root(), run_id, Path(trained.model_dir), tags, card)
     return Registered(name=name, version=number, alias=cfg.tracking.alias)
+
+
+def promote(cfg: FerryConfig, version: DataVersion, prepared: Prepared, run_id: str) -> dict:
+    """Challenger vs champion on this data version's test split; the alias moves last.
+
+    Every registry write before the alias move only adds tags; if anything fails before it,
+    ``champion`` still points where it did.
+    """
+    import tempfile
+
+    from ferry import promotion, tracking
+    from ferry.errors import PromotionError
+
+    name, gates = cfg.tracking.model_name, cfg.promotion
+    chal = tracking.alias_version(cfg, root(), name, cfg.tracking.alias)
+    if chal is None:
+        raise PromotionError(f"model {name!r} has no @{cfg.tracking.alias} version to promote "
+                             "(run `ferry run` first, or set tracking.model_name)")
+    champ = tracking.alias_version(cfg, root(), name, gates.champion_alias)
+    with tempfile.TemporaryDirectory(prefix="ferry-promote-") as tmp:
+        split = Path(prepared.split_dir)
+        scores = promotion.score(cfg, tracking.model_folder(cfg, root(), name, chal,
+                                                            Path(tmp) / "c"), split)
+        held = None if champ is None else promotion.score(
+            cfg, tracking.model_folder(cfg, root(), name, champ, Path(tmp) / "p"), split)
+    decision = (promotion.Decision(False, f"v{chal} is already @{gates.champion_alias}")
+                if chal == champ else promotion.decide(gates, scores, held))
+    record = {"promotion.decision": "promote" if decision.promote else "keep",
+              "promotion.reason": decision.reason, "promotion.run_id": run_id,
+              "promotion.holdout_md5": version.md5, "promotion.challenger": chal,
+              "promotion.champion": champ or "none"}
+    tracking.log_metrics(cfg, root(), run_id, scores.flat("challenger") |
+                         (held.flat("champion") if held else {}))
+    tracking.set_tags(cfg, root(), run_id, record)
+    tracking.set_version_tags(cfg, root(), name, chal, record)
+    if champ and champ != chal:
+        tracking.set_version_tags(cfg, root(), name, champ, {
+            "promotion.last_challenger": chal, "promotion.last_decision":
+            record["promotion.decision"], "promotion.last_run_id": run_id})
+    if decision.promote:
+        tracking.set_alias(cfg, root(), name, gates.champion_alias, chal)  # the last step
+        tracking.set_version_tags(cfg, root(), name, chal, {"promotion.promoted_at": time.time()})
+    return {"model": name, "challenger": chal, "champion_before": champ,
+            "champion": chal if decision.promote else champ, **decision.as_dict(),
+            "run_id": run_id, "scores": scores.flat("challenger") |
+            (held.flat("champion") if held else {})}
+
+
+def rollback(cfg: FerryConfig) -> dict:
+    """Move ``champion`` back to the version that held it before the current one."""
+    from ferry import tracking
+    from ferry.errors import PromotionError
+
+    name, alias = cfg.tracking.model_name, cfg.promotion.champion_alias
+    current = tracking.alias_version(cfg, root(), name, alias)
+    if current is None:
+        raise PromotionError(f"model {name!r} has no @{alias}; nothing to roll back")
+    promoted = tracking.tagged_versions(cfg, root(), name, "promotion.promoted_at")
+    undone = tracking.tagged_versions(cfg, root(), name, "promotion.rolled_back_at")
+    live = {v: float(t) for v, t in promoted.items()
+            if v != current and float(t) > float(undone.get(v, 0))}
+    if not live:
+        raise PromotionError(f"v{current} is the only champion {name!r} has had; "
+                             "nothing to roll back to")
+    previous = max(live, key=live.get)
+    run_id = tracking.record_decision(cfg, root(), name, "rollback", {}, {
+        "rollback.from": current, "rollback.to": previous})
+    tracking.set_alias(cfg, root(), name, alias, previous)
+    tracking.set_version_tags(cfg, root(), name, current, {"promotion.rolled_back_at":
+                                                           time.time()})
+    return {"model": name, "from": current, "champion": previous, "run_id": run_id}
 
 
 def log_metrics(cfg: FerryConfig, run_id: str, metrics: dict[str, float]) -> None:

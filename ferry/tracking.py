@@ -267,3 +267,62 @@ def registry_state(cfg: FerryConfig, root: Path) -> dict[str, Any]:
         return {"versions": [], "aliases": {}}
     versions = sorted(v.version for v in mc.search_model_versions(f"name='{model.name}'"))
     return {"versions": versions, "aliases": dict(model.aliases)}
+
+
+def alias_version(cfg: FerryConfig, root: Path, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None (no such model or alias)."""
+    mc = client(cfg, root)
+    try:
+        return str(mc.get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def model_folder(cfg: FerryConfig, root: Path, name: str, version: str, dst: Path) -> Path:
+    """Download a registered version and return its Ferry model folder (what was trained)."""
+    client(cfg, root)
+    import yaml
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                     dst_path=str(dst)))
+    spec = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+    return local / spec["flavors"]["python_function"]["artifacts"]["model"]["path"]
+
+
+def version_tags(cfg: FerryConfig, root: Path, name: str, version: str) -> dict[str, str]:
+    return dict(client(cfg, root).get_model_version(name, version).tags)
+
+
+def set_version_tags(cfg: FerryConfig, root: Path, name: str, version: str,
+                     tags: dict[str, Any]) -> None:
+    mc = client(cfg, root)
+    for key, value in tags.items():
+        mc.set_model_version_tag(name, version, key, str(value))
+
+
+def set_alias(cfg: FerryConfig, root: Path, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version``: one registry write, the only one that changes what
+    ``models:/name@alias`` serves."""
+    client(cfg, root).set_registered_model_alias(name, alias, version)
+
+
+def tagged_versions(cfg: FerryConfig, root: Path, name: str, key: str) -> dict[str, str]:
+    """``{version: tag value}`` of the versions carrying tag ``key``."""
+    mc = client(cfg, root)
+    return {str(v.version): v.tags[key] for v in mc.search_model_versions(f"name='{name}'")
+            if key in v.tags}
+
+
+def record_decision(cfg: FerryConfig, root: Path, name: str, kind: str, metrics: dict,
+                    tags: dict[str, Any]) -> str:
+    """A finished run holding a promotion or rollback decision (scores as metrics, the
+    decision and reason as tags), in the task's experiment beside its training runs."""
+    mc = client(cfg, root)
+    run = mc.create_run(_experiment_id(mc, cfg, root),
+                        run_name=f"{kind}-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                        tags={"ferry.kind": kind, **{k: str(v) for k, v in tags.items()}})
+    now = int(time.time() * 1000)
+    mc.log_batch(run.info.run_id, metrics=[mlflow.entities.Metric(k, float(v), now, 0)
+                                           for k, v in metrics.items()])
+    mc.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id

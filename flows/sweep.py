@@ -20,7 +20,8 @@ def sweep(cfg: FerryConfig) -> dict:
                    for name in cfg.sweep.strategies]
         results = [future.result() for future in futures]
         summary = compare(cfg, parent, results)
-        registered = register_best(cfg, results, summary["best"], version, source)
+        registered = register_best(cfg, results, summary["best"], version, source,
+                                   prepared.rows)
     except BaseException:
         finish_run(cfg, parent, ok=False)
         raise

@@ -31,7 +31,7 @@ def transfer(cfg: FerryConfig) -> dict:
             scratch = fine_tune(cfg, source, prepared, None, run_id, role="scratch")
             metrics |= evaluate(cfg, scratch, prepared, run_id)
             metrics |= transfer_gain(cfg, run_id, trained, scratch)
-        registered = register(cfg, trained, run_id, version, source, metrics)
+        registered = register(cfg, trained, run_id, version, source, metrics, prepared.rows)
     except BaseException:
         finish_run(cfg, run_id, ok=False)
         raise

@@ -29,6 +29,7 @@ def transfer_gain(cfg: FerryConfig, run_id: str, trained: steps.Trained,
 
 @task(name="register")
 def register(cfg: FerryConfig, trained: steps.Trained, run_id: str, version: DataVersion,
-             source: PretrainedSource, metrics: dict) -> steps.Registered:
-    """Log the model, register a version and move the alias (all or nothing)."""
-    return steps.register(cfg, trained, run_id, version, source, metrics)
+             source: PretrainedSource, metrics: dict,
+             rows: dict[str, int] | None = None) -> steps.Registered:
+    """Log the model and its card, register a version, move the alias (all or nothing)."""
+    return steps.register(cfg, trained, run_id, version, source, metrics, rows)

@@ -1,0 +1,20 @@
+"""Promotion tasks: champion vs challenger on one holdout, and rollback."""
+
+from prefect import task
+
+from ferry import steps
+from ferry.config import FerryConfig
+from ferry.data.versioning import DataVersion
+
+
+@task(name="promote")
+def promote(cfg: FerryConfig, version: DataVersion, prepared: steps.Prepared,
+            run_id: str) -> dict:
+    """Score both on the same test split, decide by the gates, move `champion` last."""
+    return steps.promote(cfg, version, prepared, run_id)
+
+
+@task(name="rollback")
+def rollback(cfg: FerryConfig) -> dict:
+    """Point `champion` back at the previous champion."""
+    return steps.rollback(cfg)
