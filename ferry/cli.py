@@ -225,6 +225,45 @@ def data_add(target: Path = Path("data")) -> None:
     typer.echo(f"{target}: md5 {versioning.add(Path.cwd(), target)}; commit {target}.dvc")
 
 
+stack_app = typer.Typer(help="The team stack as local processes: Postgres, MLflow server, "
+                        "Prefect server, worker (see docker/compose.yaml).",
+                        no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+StackHome = Annotated[Path, typer.Option(help="Where the services keep their data.")]
+
+
+@stack_app.command("up")
+def stack_up(home: StackHome = Path(".ferry/stack"), postgres_port: int = 55432,
+             mlflow_port: int = 5000, prefect_port: int = 4200) -> None:
+    """Start Postgres, `mlflow server`, `prefect server start` and a worker on 127.0.0.1."""
+    from ferry import stack
+
+    s = stack.up(home, stack.Ports(postgres_port, mlflow_port, prefect_port))
+    typer.secho(f"stack up ({', '.join(f'{k} pid {v}' for k, v in s.pids.items())})",
+                fg="green")
+    for key, value in s.client_env().items():
+        typer.echo(f"export {key}={value}")
+    typer.echo("then: FERRY_PROJECT_DIR=$PWD prefect deploy --all   (stop: ferry stack down)")
+
+
+@stack_app.command("down")
+def stack_down(home: StackHome = Path(".ferry/stack")) -> None:
+    """Stop every service of the stack by its recorded process id."""
+    from ferry import stack
+
+    stopped = stack.down(home)
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def schedule(port: int = 4200) -> None:
+    """Run the scheduled deployments of prefect.yaml on this machine: a local Prefect server
+    on 127.0.0.1, the deployments, and a worker (Ctrl-C stops them)."""
+    from ferry import stack
+
+    stack.schedule(Path.cwd(), port)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: offline switches first, then one clear line for every FerryError."""
     from ferry.env import apply_offline_defaults

@@ -403,6 +403,24 @@ def promote(cfg: FerryConfig, version: DataVersion, prepared: Prepared, run_id: 
             (held.flat("champion") if held else {})}
 
 
+def retrain_check(cfg: FerryConfig) -> dict:
+    """Whether a scheduled retrain has anything new to learn from: it skips training when the
+    data version equals the one the current champion was trained on."""
+    from ferry import tracking
+
+    version = data_version(cfg)
+    name, alias = cfg.tracking.model_name, cfg.promotion.champion_alias
+    champ = tracking.alias_version(cfg, root(), name, alias)
+    trained_on = tracking.version_tags(cfg, root(), name, champ).get("data.md5") if champ \
+        else None
+    skip = trained_on == version.md5
+    reason = (f"data version {version.md5} is the one {name} v{champ} (@{alias}) was trained "
+              "on: skipping training" if skip else
+              f"data version {version.md5} is new (@{alias} was trained on {trained_on})"
+              if champ else f"no @{alias} yet: training on data version {version.md5}")
+    return {"skip": skip, "reason": reason, "data_md5": version.md5, "champion": champ}
+
+
 def rollback(cfg: FerryConfig) -> dict:
     """Move ``champion`` back to the version that held it before the current one."""
     from ferry import tracking

@@ -225,7 +225,7 @@ def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
         with contextlib.suppress(mlflow.exceptions.MlflowException):  # a concurrent run won
             mc.create_registered_model(name, description="Ferry transfer-learning model")
     version = mc.create_model_version(name, info.model_uri, run_id=run_id, tags=tags,
-                                      description=description)
+                                      description=description, model_id=info.model_id)
     try:
         _wait_ready(mc, name, version.version)
         mc.set_registered_model_alias(name, cfg.tracking.alias, version.version)

@@ -32,3 +32,16 @@ def sweep(cfg: FerryConfig) -> dict:
 def run(cfg: FerryConfig, workers: int) -> dict:
     """The sweep with ``workers`` strategy runs training at once."""
     return sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(cfg)
+
+
+@flow(name="ferry-scheduled-sweep")
+def scheduled_sweep(config: str | None = "configs/default.yaml",
+                    overrides: list[str] | None = None) -> dict:
+    """The sweep for deployments: a config path and overrides in, one worker per strategy
+    at a time as ``sweep.concurrency`` says."""
+    from ferry import experiments, steps
+    from ferry.config import load_config
+
+    cfg = load_config(config, overrides or [])
+    workers = experiments.workers(cfg, steps.retrieve_pretrained(cfg))
+    return sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(cfg)

@@ -18,3 +18,13 @@ def promote(cfg: FerryConfig, version: DataVersion, prepared: steps.Prepared,
 def rollback(cfg: FerryConfig) -> dict:
     """Point `champion` back at the previous champion."""
     return steps.rollback(cfg)
+
+
+@task(name="retrain_check")
+def retrain_check(cfg: FerryConfig) -> dict:
+    """Skip training when the data version equals the champion's; say which it is."""
+    from prefect import get_run_logger
+
+    check = steps.retrain_check(cfg)
+    get_run_logger().info(check["reason"])
+    return check

@@ -1,0 +1,71 @@
+"""The team stack without Docker: Postgres, MLflow server, Prefect server and a worker as real
+processes on loopback; deployments from prefect.yaml, triggered through the Prefect API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ferry import stack as stack_mod
+from tests.conftest import review_rows, tiny_overrides, write_csv
+
+REPO = Path(__file__).parents[2]
+
+
+def _prefect(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).with_name("prefect")), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """A project folder (flows, tasks, prefect.yaml) with its own running stack."""
+    project = tmp_path / "proj"
+    for part in ("flows", "tasks"):
+        shutil.copytree(REPO / part, project / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    ports = stack_mod.Ports(*(stack_mod.free_port() for _ in range(3)))
+    running = stack_mod.up(project / ".ferry" / "stack", ports, worker_cwd=project)
+    try:
+        yield project, running
+    finally:
+        stack_mod.down(project / ".ferry" / "stack")
+        for name, pid in running.pids.items():
+            assert not stack_mod._alive(pid), f"{name} (pid {pid}) still running"
+
+
+def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, tiny_bert,
+                                                                        tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    project, running = stack
+    env = {**os.environ, **running.client_env(), "FERRY_PROJECT_DIR": str(project),
+           "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
+    stack_mod.deploy(running.client_env(), project)
+    listed = _prefect(["deployment", "ls"], env, project)
+    assert "nightly-retrain" in listed.stdout and "weekly-sweep" in listed.stdout
+    overrides = [*tiny_overrides(tiny_bert, write_csv(project / "good.csv", review_rows(120))),
+                 "promotion.min_accuracy=0.0", "promotion.min_macro_f1=0.0"]
+    params = json.dumps({"config": None, "overrides": overrides})
+    trigger = ["deployment", "run", "ferry-retrain/nightly-retrain", "--params", params,
+               "--watch", "--watch-timeout", "500"]
+    first = _prefect(trigger, env, project)
+    log = Path(running.home) / "worker" / "log.txt"
+    assert first.returncode == 0, first.stdout[-2000:] + log.read_text(errors="replace")[-4000:]
+    mc = MlflowClient(running.mlflow_uri)
+    champion = mc.get_model_version_by_alias("tiny", "champion")
+    assert champion.version == "1" and champion.tags["data.md5"]
+    assert champion.tags["promotion.decision"] == "promote"
+    second = _prefect(trigger, env, project)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert [v.version for v in mc.search_model_versions("name='tiny'")] == ["1"]
+    worker_log = (Path(running.home) / "worker" / "log.txt").read_text(errors="replace")
+    assert f"data version {champion.tags['data.md5']} is the one tiny v1 (@champion) " \
+        "was trained on: skipping training" in worker_log
