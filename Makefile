@@ -23,12 +23,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# The image dataset is a Debian package (Fashion-MNIST IDX files under /usr/share/datasets).
+# Debian packages: the image dataset (Fashion-MNIST IDX files under /usr/share/datasets),
+# PostgreSQL (the no-Docker team stack) and Chromium (the headless UI test).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBS := dataset-fashion-mnist postgresql chromium
 system:
-	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || \
-	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-	  ($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist)
+	@dpkg -s $(DEBS) >/dev/null 2>&1 || \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS) >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q >/dev/null && \
+	   $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS) >/dev/null)
 
 run: setup
 	$(BIN)/ferry run

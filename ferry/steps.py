@@ -234,8 +234,9 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
             cfg = training.with_min_steps(cfg, prepared.rows["train"],
                                           cfg.self_training.min_steps)
         logger = tracking.epoch_logger(cfg, root(), run_id, prefix)
-        out = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
-                             Path(features_file) if features_file else None, role, logger)
+        with tracking.system_metrics(cfg, root(), run_id):
+            out = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
+                                 Path(features_file) if features_file else None, role, logger)
     return Trained(model_dir=str(out.model_dir), role=role, strategy=out.strategy,
                    best_epoch=out.best_epoch, best_val_accuracy=out.best_metric,
                    resumed_from=out.resumed_from, train_seconds=out.seconds,
@@ -250,6 +251,7 @@ def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str
     prefix = training.metric_prefix(trained.role)
     metrics, artifacts = training.evaluate(cfg, Path(trained.model_dir),
                                            Path(prepared.split_dir), prefix)
+    artifacts += training.learning_curves(Path(trained.model_dir), prefix)
     metrics[f"{prefix}best_epoch"] = trained.best_epoch
     metrics[f"{prefix}best_val_accuracy"] = trained.best_val_accuracy
     tracking.log_metrics(cfg, root(), run_id, metrics)

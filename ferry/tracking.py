@@ -326,3 +326,23 @@ def record_decision(cfg: FerryConfig, root: Path, name: str, kind: str, metrics:
                                            for k, v in metrics.items()])
     mc.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+@contextlib.contextmanager
+def system_metrics(cfg: FerryConfig, root: Path, run_id: str, interval: float = 2.0):
+    """CPU/GPU utilisation and memory (``system/...`` metrics) while the block runs: what a
+    reviewer checks when a run was slow. GPU figures need an NVIDIA driver (nvidia-ml-py)."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=True,
+                                   tracking_uri=tracking_uri(cfg, root))
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+        with contextlib.suppress(Exception):  # the monitor drops its last, partial interval:
+            last = monitor.aggregate_metrics()  # publish it, or a short run logs nothing
+            if last:
+                monitor.publish_metrics(last)
+                monitor.mlflow_logger.flush()

@@ -60,3 +60,29 @@ def write_artifacts(y_true: np.ndarray, probs: np.ndarray, labels: list[str],
     (out_dir / "confusion_matrix.json").write_text(
         json.dumps({"labels": labels, "matrix": matrix.tolist()}), encoding="utf-8")
     return [png, out_dir / "classification_report.txt", out_dir / "confusion_matrix.json"]
+
+
+def plot_history(history: list[dict], path: Path) -> Path:
+    """Train loss and validation loss/accuracy per epoch, one figure (a learning curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key in ("train_loss", "val_loss"):
+        if any(key in r for r in history):
+            left.plot(epochs, [r.get(key, float("nan")) for r in history], marker="o", label=key)
+    for key in ("val_accuracy", "val_macro_f1"):
+        if any(key in r for r in history):
+            right.plot(epochs, [r.get(key, float("nan")) for r in history], marker="o",
+                       label=key)
+    for ax, title in ((left, "loss"), (right, "validation")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path

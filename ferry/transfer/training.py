@@ -305,3 +305,15 @@ def predictions(model_dir: Path, prefix: str) -> dict[str, list]:
     """Per-example test labels and predictions written by ``evaluate``."""
     path = evaluation_dir(model_dir, prefix) / PREDICTIONS
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def learning_curves(model_dir: Path, prefix: str) -> list[Path]:
+    """Per-epoch curves of the training that produced ``model_dir`` (PNG), if it trained."""
+    marker = model_dir.parent / DONE
+    if not marker.is_file():
+        return []
+    history = json.loads(marker.read_text(encoding="utf-8")).get("history") or []
+    if not history:
+        return []
+    return [metrics.plot_history(history, evaluation_dir(model_dir, prefix) /
+                                 "learning_curves.png")]

@@ -53,6 +53,10 @@ def test_flow_tracks_registers_and_predicts_by_alias(tiny_project):
     evaluation = {a.path for a in mc.list_artifacts(result["run_id"], "evaluation/transfer")}
     assert "evaluation/transfer/confusion_matrix.png" in evaluation
     assert "evaluation/transfer/classification_report.txt" in evaluation
+    assert "evaluation/transfer/learning_curves.png" in evaluation
+    assert "model_card.md" in names
+    assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics), \
+        sorted(run.data.metrics)
     version = mc.get_model_version("tiny", "1")
     assert version.tags["data.md5"] == result["data_md5"]
     assert version.tags["pretrained.sha256"] == result["pretrained_sha256"]

@@ -1,0 +1,100 @@
+"""What the team sees: the MLflow UI, served against a run's store, opened in headless
+Chromium (Debian's ``chromium``): the registered model page shows the ``champion`` alias, the
+run page shows the confusion-matrix artifact. Screenshots are kept as test artifacts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ferry import tracking
+from ferry.config import load_config
+from ferry.stack import free_port
+from tests.conftest import review_rows, tiny_overrides, write_csv
+
+ARTIFACTS = Path(os.environ.get("FERRY_TEST_ARTIFACTS",
+                                Path(__file__).parents[2] / ".ferry" / "test-artifacts"))
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "headless Chromium is needed: apt-get install chromium (make setup does this)"
+    return found
+
+
+def _browse(url: str, screenshot: Path) -> str:
+    """The page's DOM after its scripts ran, and a screenshot of it."""
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--virtual-time-budget=20000", "--window-size=1400,1000"]
+    subprocess.run([*base, f"--screenshot={screenshot}", url], capture_output=True, timeout=120,
+                   check=True)
+    return subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory, tiny_bert, prefect_harness):
+    """A store with one trained, promoted model, and `mlflow server` serving it."""
+    root = tmp_path_factory.mktemp("ui")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        from flows.promote import promote
+        from flows.transfer import transfer
+
+        overrides = tiny_overrides(tiny_bert, write_csv(root / "good.csv", review_rows(120)))
+        cfg = load_config(None, [*overrides, "promotion.min_accuracy=0",
+                                 "promotion.min_macro_f1=0"])
+        result = transfer(cfg)
+        assert promote(cfg)["promote"]
+    finally:
+        os.chdir(cwd)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--backend-store-uri",
+         tracking.tracking_uri(cfg, root)], cwd=root, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        run = tracking.client(cfg, root).get_run(result["run_id"])
+        yield url, run
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_model_page_shows_the_champion_alias(ui):
+    url, _ = ui
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "mlflow-ui-registered-model.png"
+    dom = _browse(f"{url}/#/models/tiny", shot)
+    assert "champion" in dom and "challenger" in dom
+    assert shot.stat().st_size > 10_000
+
+
+def test_run_page_shows_the_confusion_matrix(ui):
+    url, run = ui
+    shot = ARTIFACTS / "mlflow-ui-run-confusion-matrix.png"
+    page = (f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+            "/artifacts/evaluation/transfer/confusion_matrix.png")
+    dom = _browse(page, shot)
+    assert 'alt="evaluation/transfer/confusion_matrix.png"' in dom  # the image preview
+    assert "learning_curves.png" in dom and "model_card.md" in dom
+    assert shot.stat().st_size > 10_000
