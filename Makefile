@@ -29,9 +29,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS := dataset-fashion-mnist postgresql chromium
 system:
 	@dpkg -s $(DEBS) >/dev/null 2>&1 || \
-	  $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS) >/dev/null 2>&1 || \
+	  $(SUDO) apt-get install -y -q $(DEBS) >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -q >/dev/null && \
-	   $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS) >/dev/null)
+	   $(SUDO) apt-get install -y -q $(DEBS) >/dev/null)
 
 run: setup
 	$(BIN)/ferry run

@@ -1,0 +1,3 @@
+-- One database per server, as `ferry stack up` creates them.
+CREATE DATABASE mlflow;
+CREATE DATABASE prefect;

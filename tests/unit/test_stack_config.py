@@ -1,0 +1,53 @@
+"""docker/compose.yaml and `ferry stack up` describe the same stack: services, ports,
+databases, worker pool and client environment. A change to one must show up in the other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ferry import stack
+
+DOCKER = Path(__file__).parents[2] / "docker"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text(encoding="utf-8"))
+
+
+def test_compose_has_the_services_and_ports_of_the_local_stack():
+    services = _compose()["services"]
+    assert set(services) == {"postgres", "mlflow", "prefect-server", "prefect-worker"}
+    ports = stack.Ports()
+    published = {name: s.get("ports", []) for name, s in services.items()}
+    assert published["postgres"] == [f"127.0.0.1:{ports.postgres}:5432"]
+    assert published["mlflow"] == [f"127.0.0.1:{ports.mlflow}:{ports.mlflow}"]
+    assert published["prefect-server"] == [f"127.0.0.1:{ports.prefect}:{ports.prefect}"]
+    assert all(p.startswith("127.0.0.1:") for ps in published.values() for p in ps)
+
+
+def test_compose_uses_the_same_databases_pool_and_client_environment():
+    services = _compose()["services"]
+    local = stack.Stack(home="/x", ports=stack.Ports())
+    mlflow_cmd = services["mlflow"]["command"]
+    store = mlflow_cmd[mlflow_cmd.index("--backend-store-uri") + 1]
+    assert store.rsplit("/", 1)[1] == local.database("mlflow").rsplit("/", 1)[1] == "mlflow"
+    assert "--serve-artifacts" in mlflow_cmd and "--artifacts-destination" in mlflow_cmd
+    prefect_db = services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert prefect_db.startswith("postgresql+asyncpg://ferry@") and prefect_db.endswith("/prefect")
+    worker = services["prefect-worker"]
+    assert worker["command"][worker["command"].index("--pool") + 1] == stack.POOL
+    assert set(local.client_env()) <= set(worker["environment"])
+    assert "FERRY_PROJECT_DIR" in worker["environment"]
+    init = (DOCKER / "postgres-init.sql").read_text(encoding="utf-8")
+    assert "CREATE DATABASE mlflow" in init and "CREATE DATABASE prefect" in init
+
+
+def test_prefect_yaml_deploys_to_the_stack_pool():
+    spec = yaml.safe_load((DOCKER.parent / "prefect.yaml").read_text(encoding="utf-8"))
+    names = {d["name"]: d for d in spec["deployments"]}
+    assert set(names) == {"nightly-retrain", "weekly-sweep"}
+    assert all(d["work_pool"]["name"] == stack.POOL for d in names.values())
+    assert names["nightly-retrain"]["entrypoint"] == "flows/retrain.py:retrain"
+    assert all(d["schedules"][0]["cron"] for d in names.values())
