@@ -41,8 +41,14 @@ def tracking_uri(cfg: FerryConfig, root: Path) -> str:
 def client(cfg: FerryConfig, root: Path) -> MlflowClient:
     """A client bound to the configured store (also sets the process-wide URIs for pyfunc)."""
     uri = tracking_uri(cfg, root)
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for key, value in before.items():  # MLflow also exports them to the environment, where
+        if value is None:  # they would outrank the next config's own store (tracking_uri
+            os.environ.pop(key, None)  # reads the environment as the user's choice)
+        else:
+            os.environ[key] = value
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

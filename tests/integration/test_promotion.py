@@ -118,7 +118,8 @@ def test_first_model_is_champion_only_if_it_passes_the_gates(trained, models, mo
     assert not refused["promote"] and "absolute gates" in refused["reason"]
     assert _champion(cfg, root) is None
     good = _register(cfg, root, run_id, models["G"])
-    assert _promote(cfg, root, monkeypatch)["promote"]
+    result = _promote(cfg, root, monkeypatch)
+    assert result["promote"], (result["reason"], result["scores"])
     assert _champion(cfg, root) == good
 
 

@@ -59,7 +59,7 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
     first = _prefect(trigger, env, project)
     log = Path(running.home) / "worker" / "log.txt"
     assert first.returncode == 0, first.stdout[-2000:] + log.read_text(errors="replace")[-4000:]
-    mc = MlflowClient(running.mlflow_uri)
+    mc = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
     champion = mc.get_model_version_by_alias("tiny", "champion")
     assert champion.version == "1" and champion.tags["data.md5"]
     assert champion.tags["promotion.decision"] == "promote"

@@ -76,3 +76,15 @@ def test_flat_params_and_yaml_roundtrip():
     import yaml
 
     assert FerryConfig.model_validate(yaml.safe_load(cfg.to_yaml())) == cfg
+
+
+def test_one_store_does_not_leak_into_the_next_config(tmp_path, monkeypatch):
+    """MLflow exports the URI it is given to the environment; two projects in one process
+    must still each use their own store."""
+    from ferry import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    cfg = FerryConfig()
+    tracking.client(cfg, tmp_path / "a")
+    assert tracking.tracking_uri(cfg, tmp_path / "b").endswith("/b/mlruns/mlflow.db")
