@@ -295,9 +295,17 @@ def _suppress():
     return contextlib.suppress(ProcessLookupError, PermissionError)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def deploy(stack_env: dict[str, str], project: Path) -> subprocess.CompletedProcess:
-    """``prefect deploy --all`` from the project's prefect.yaml against the stack's server."""
+    """``prefect deploy --all`` from the project's prefect.yaml against the stack's server
+    (creating the process work pool first, so deployments never point at a missing pool)."""
     env = {**os.environ, **stack_env, "FERRY_PROJECT_DIR": str(project.resolve())}
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    subprocess.run([prefect, "work-pool", "create", POOL, "--type", "process"], cwd=project,
+                   env=env, capture_output=True, timeout=120)  # exists already: fine
     proc = subprocess.run([str(Path(sys.executable).with_name("prefect")), "--no-prompt",
                            "deploy", "--all"], cwd=project, env=env, capture_output=True,
                           text=True, timeout=300)
@@ -309,9 +317,11 @@ def deploy(stack_env: dict[str, str], project: Path) -> subprocess.CompletedProc
 
 def schedule(project: Path, port: int = 4200) -> None:
     """One machine: a local Prefect server on 127.0.0.1, the deployments of prefect.yaml, and
-    a worker in the foreground; Ctrl-C stops the worker and the server."""
+    a worker (log: .ferry/schedule/worker/log.txt); Ctrl-C stops the worker and the server."""
     home = (project / ".ferry" / "schedule").resolve()
     stack = Stack(home=str(home), ports=Ports(prefect=port))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in background
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     home.mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host",
            "127.0.0.1", "--port", str(port)]
@@ -324,10 +334,13 @@ def schedule(project: Path, port: int = 4200) -> None:
         print(f"Prefect server {stack.prefect_api} (UI on port {port}); deployments of "
               f"prefect.yaml registered; worker of pool {POOL!r} running (Ctrl-C stops all)",
               flush=True)
-        subprocess.run([str(Path(sys.executable).with_name("prefect")), "worker", "start",
-                        "--pool", POOL, "--type", "process"], cwd=project, check=False,
-                       env={**os.environ, **env, "FERRY_PROJECT_DIR": str(project.resolve())})
+        _spawn(stack, "worker", [str(Path(sys.executable).with_name("prefect")), "worker",
+                                 "start", "--pool", POOL, "--type", "process"],
+               {**env, "FERRY_PROJECT_DIR": str(project.resolve())})
+        os.waitpid(stack.pids["worker"], 0)
     except KeyboardInterrupt:
         pass
-    finally:
-        _kill_group(stack.pids["prefect"], 30)
+    finally:  # the worker and the server run in their own sessions: stop both here
+        for name in ("worker", "prefect"):
+            if name in stack.pids:
+                _kill_group(stack.pids[name], 15)

@@ -69,3 +69,37 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
     worker_log = (Path(running.home) / "worker" / "log.txt").read_text(errors="replace")
     assert f"data version {champion.tags['data.md5']} is the one tiny v1 (@champion) " \
         "was trained on: skipping training" in worker_log
+
+
+def test_ferry_schedule_serves_the_deployments_and_stops_cleanly(tmp_path):
+    """One machine: `ferry schedule` = local server + deployments + worker; SIGTERM (or
+    Ctrl-C) stops all of it."""
+    import signal
+    import time
+
+    project = tmp_path / "sched"
+    for part in ("flows", "tasks"):
+        shutil.copytree(REPO / part, project / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    port = stack_mod.free_port()
+    log = tmp_path / "schedule.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("ferry")), "schedule",
+                                 "--port", str(port)], cwd=project, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while "worker of pool 'ferry' running" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(1)
+        env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+               "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
+        listed = _prefect(["deployment", "ls"], env, project).stdout
+        assert "ferry-retrain/nightly-retrain" in listed and "weekly-sweep" in listed
+        state = stack_mod.load(project / ".ferry" / "schedule")
+        assert state is not None and set(state.pids) == {"prefect", "worker"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert all(not stack_mod._alive(pid) for pid in state.pids.values())
