@@ -39,6 +39,7 @@ def stack(tmp_path):
         stack_mod.down(project / ".ferry" / "stack")
         for name, pid in running.pids.items():
             assert not stack_mod._alive(pid), f"{name} (pid {pid}) still running"
+        shutil.rmtree(Path(running.postgres_data).parent, ignore_errors=True)
 
 
 def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, tiny_bert,
