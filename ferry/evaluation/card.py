@@ -55,6 +55,7 @@ def render(cfg: FerryConfig, facts: CardFacts) -> str:
             ["strategy", facts.strategy], ["epochs", str(cfg.train.epochs)],
             ["learning rate", f"{cfg.train.lr:g} (backbone x{cfg.strategy.backbone_lr_factor:g})"],
             ["batch size", str(cfg.train.batch_size)], ["seed", str(cfg.train.seed)]]),
+        "## Config\n" + _config_diff(cfg),
         "## Test metrics\n" + f"Accuracy **{m.get('test_accuracy', float('nan')):.4f}**, "
         f"macro-F1 **{m.get('test_macro_f1', float('nan')):.4f}** on "
         f"{facts.rows.get('test', 0):,} held-out examples.\n\n" + _table(
@@ -69,6 +70,20 @@ def render(cfg: FerryConfig, facts: CardFacts) -> str:
         "## Limitations\n" + "\n".join(f"- {line}" for line in _limits(cfg, facts)),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _config_diff(cfg: FerryConfig, limit: int = 25) -> str:
+    """The settings that differ from Ferry's defaults (the run's config.yaml has them all)."""
+    from ferry.config import FerryConfig as Defaults
+
+    base = Defaults().flat()
+    rows = [[f"`{k}`", f"`{v}`"] for k, v in cfg.flat().items() if base.get(k) != v]
+    if not rows:
+        return "Ferry's defaults throughout (`configs/default.yaml`)."
+    more = f"\n\n…and {len(rows) - limit} more in the run's `config.yaml`." \
+        if len(rows) > limit else ""
+    return ("Settings that differ from Ferry's defaults (all of them: the run's "
+            "`config.yaml`):\n\n" + _table(["key", "value"], rows[:limit]) + more)
 
 
 def _receipt(m: dict[str, float]) -> str:

@@ -193,8 +193,8 @@ def test_registered_version_carries_its_model_card(trained):
     version = tracking.client(cfg, root).get_model_version("tiny", "1")
     card = version.description
     for section in ("# Model card: tiny", "## Data and lineage", "## Pretrained source",
-                    "## Test metrics", "## Transfer receipt", "## Intended use",
-                    "## Limitations"):
+                    "## Config", "`train.lr` | `0.003`", "## Test metrics",
+                    "## Transfer receipt", "## Intended use", "## Limitations"):
         assert section in card
     assert version.tags["pretrained.sha256"] in card and version.tags["data.md5"] in card
     names = {a.path for a in tracking.client(cfg, root).list_artifacts(run_id)}
