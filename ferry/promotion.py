@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from ferry.config import FerryConfig, PromotionConfig
 
 
@@ -43,19 +41,10 @@ class Decision:
 def score(cfg: FerryConfig, model_dir: Path, split_dir: Path) -> Scores:
     """Score an exported model folder on the test split (no cache: both models, same rows)."""
     from ferry.evaluation import metrics
-    from ferry.transfer import cache, inference, modality
-    from ferry.transfer.loop import resolve_device
+    from ferry.transfer.training import test_probabilities
 
-    mod = modality.of_folder(model_dir)
-    model, processor, meta = mod.load(model_dir)
-    device = resolve_device(cfg.train.device)
-    model.to(device)
-    items, labels = cache.split_labels(split_dir, cfg, ("test",))["test"]
-    data = mod.encode(processor, meta, items, labels)
-    logits = inference.run(model, mod.batches(data, cfg.train.eval_batch_size, None, device),
-                           len(data), device)
-    out = metrics.scores(data.labels.numpy(), torch.softmax(logits, 1).numpy(), meta["labels"],
-                         "")
+    y_true, probs, meta = test_probabilities(cfg, model_dir, split_dir)
+    out = metrics.scores(y_true, probs, meta["labels"], "")
     return Scores(out["accuracy"], out["macro_f1"],
                   {name: out[f"recall_{name}"] for name in meta["labels"]})
 

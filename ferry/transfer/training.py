@@ -276,6 +276,21 @@ def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
         if record.get("split_dir") == str(split_dir) and record.get("model_mtime") == \
                 (model_dir / "model.safetensors").stat().st_mtime_ns:
             return record["metrics"], [out_dir / name for name in record["artifacts"]]
+    y_true, probs, meta = test_probabilities(cfg, model_dir, split_dir)
+    out = metrics.scores(y_true, probs, meta["labels"], prefix + "test_")
+    artifacts = metrics.write_artifacts(y_true, probs, meta["labels"], out_dir)
+    _write_json(out_dir / PREDICTIONS, {"y_true": y_true.tolist(),
+                                        "y_pred": probs.argmax(1).tolist(),
+                                        "confidence": probs.max(1).round(6).tolist()})
+    _write_json(saved, {"split_dir": str(split_dir), "metrics": out,
+                        "model_mtime": (model_dir / "model.safetensors").stat().st_mtime_ns,
+                        "artifacts": [a.name for a in artifacts]})
+    return out, artifacts
+
+
+def test_probabilities(cfg: FerryConfig, model_dir: Path, split_dir: Path):
+    """(true label indices, class probabilities, model metadata) of an exported model folder
+    on the test split: what evaluation and promotion both score."""
     mod = modality.of_folder(model_dir)
     model, processor, meta = mod.load(model_dir)
     device = resolve_device(cfg.train.device)
@@ -284,16 +299,7 @@ def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
     data = mod.encode(processor, meta, items, labels)
     logits = inference.run(model, mod.batches(data, cfg.train.eval_batch_size, None, device),
                            len(data), device, desc="evaluate test")
-    probs = torch.softmax(logits, 1).numpy()
-    out = metrics.scores(data.labels.numpy(), probs, meta["labels"], prefix + "test_")
-    artifacts = metrics.write_artifacts(data.labels.numpy(), probs, meta["labels"], out_dir)
-    _write_json(out_dir / PREDICTIONS, {"y_true": data.labels.tolist(),
-                                        "y_pred": probs.argmax(1).tolist(),
-                                        "confidence": probs.max(1).round(6).tolist()})
-    _write_json(saved, {"split_dir": str(split_dir), "metrics": out,
-                        "model_mtime": (model_dir / "model.safetensors").stat().st_mtime_ns,
-                        "artifacts": [a.name for a in artifacts]})
-    return out, artifacts
+    return data.labels.numpy(), torch.softmax(logits, 1).numpy(), meta
 
 
 def evaluation_dir(model_dir: Path, prefix: str) -> Path:
