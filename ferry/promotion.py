@@ -1,7 +1,7 @@
 """Champion/challenger: score both on the same holdout and decide, with a reason.
 
 The decision is a pure function of the two score sets and the gates, so it is tested without
-any registry; ``steps.promote`` does the I/O around it and moves the alias last.
+any registry; ``release.promote`` does the I/O around it and moves the alias last.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from prefect import task
 
-from ferry import steps
+from ferry import release, steps
 from ferry.config import FerryConfig
 from ferry.data.versioning import DataVersion
 
@@ -11,13 +11,13 @@ from ferry.data.versioning import DataVersion
 def promote(cfg: FerryConfig, version: DataVersion, prepared: steps.Prepared,
             run_id: str) -> dict:
     """Score both on the same test split, decide by the gates, move `champion` last."""
-    return steps.promote(cfg, version, prepared, run_id)
+    return release.promote(cfg, version, prepared, run_id)
 
 
 @task(name="rollback")
 def rollback(cfg: FerryConfig) -> dict:
     """Point `champion` back at the previous champion."""
-    return steps.rollback(cfg)
+    return release.rollback(cfg)
 
 
 @task(name="retrain_check")
@@ -25,6 +25,6 @@ def retrain_check(cfg: FerryConfig) -> dict:
     """Skip training when the data version equals the champion's; say which it is."""
     from prefect import get_run_logger
 
-    check = steps.retrain_check(cfg)
+    check = release.retrain_check(cfg)
     get_run_logger().info(check["reason"])
     return check

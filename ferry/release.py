@@ -1,0 +1,102 @@
+"""Champion steps: promote the challenger, roll back, and decide whether a scheduled retrain
+has anything new to learn. Each Prefect task in tasks/promotion.py calls exactly one; the gate
+decision itself is the pure function in ``ferry.promotion``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ferry.config import FerryConfig
+from ferry.data.versioning import DataVersion
+from ferry.steps import Prepared, data_version, root
+
+
+def promote(cfg: FerryConfig, version: DataVersion, prepared: Prepared, run_id: str) -> dict:
+    """Challenger vs champion on this data version's test split; the alias moves last.
+
+    Every registry write before the alias move only adds tags; if anything fails before it,
+    ``champion`` still points where it did.
+    """
+    import tempfile
+
+    from ferry import promotion, tracking
+    from ferry.errors import PromotionError
+
+    name, gates = cfg.tracking.model_name, cfg.promotion
+    chal = tracking.alias_version(cfg, root(), name, cfg.tracking.alias)
+    if chal is None:
+        raise PromotionError(f"model {name!r} has no @{cfg.tracking.alias} version to promote "
+                             "(run `ferry run` first, or set tracking.model_name)")
+    champ = tracking.alias_version(cfg, root(), name, gates.champion_alias)
+    with tempfile.TemporaryDirectory(prefix="ferry-promote-") as tmp:
+        split = Path(prepared.split_dir)
+        scores = promotion.score(cfg, tracking.model_folder(cfg, root(), name, chal,
+                                                            Path(tmp) / "c"), split)
+        held = None if champ is None else promotion.score(
+            cfg, tracking.model_folder(cfg, root(), name, champ, Path(tmp) / "p"), split)
+    decision = (promotion.Decision(False, f"v{chal} is already @{gates.champion_alias}")
+                if chal == champ else promotion.decide(gates, scores, held))
+    record = {"promotion.decision": "promote" if decision.promote else "keep",
+              "promotion.reason": decision.reason, "promotion.run_id": run_id,
+              "promotion.holdout_md5": version.md5, "promotion.challenger": chal,
+              "promotion.champion": champ or "none"}
+    tracking.log_metrics(cfg, root(), run_id, scores.flat("challenger") |
+                         (held.flat("champion") if held else {}))
+    tracking.set_tags(cfg, root(), run_id, record)
+    tracking.set_version_tags(cfg, root(), name, chal, record)
+    if champ and champ != chal:
+        tracking.set_version_tags(cfg, root(), name, champ, {
+            "promotion.last_challenger": chal, "promotion.last_decision":
+            record["promotion.decision"], "promotion.last_run_id": run_id})
+    if decision.promote:
+        tracking.set_alias(cfg, root(), name, gates.champion_alias, chal)  # the last step
+        tracking.set_version_tags(cfg, root(), name, chal, {"promotion.promoted_at": time.time()})
+    return {"model": name, "challenger": chal, "champion_before": champ,
+            "champion": chal if decision.promote else champ, **decision.as_dict(),
+            "run_id": run_id, "scores": scores.flat("challenger") |
+            (held.flat("champion") if held else {})}
+
+
+def retrain_check(cfg: FerryConfig) -> dict:
+    """Whether a scheduled retrain has anything new to learn from: it skips training when the
+    data version equals the one the current champion was trained on."""
+    from ferry import tracking
+
+    version = data_version(cfg)
+    name, alias = cfg.tracking.model_name, cfg.promotion.champion_alias
+    champ = tracking.alias_version(cfg, root(), name, alias)
+    trained_on = tracking.version_tags(cfg, root(), name, champ).get("data.md5") if champ \
+        else None
+    skip = trained_on == version.md5
+    reason = (f"data version {version.md5} is the one {name} v{champ} (@{alias}) was trained "
+              "on: skipping training" if skip else
+              f"data version {version.md5} is new (@{alias} was trained on {trained_on})"
+              if champ else f"no @{alias} yet: training on data version {version.md5}")
+    return {"skip": skip, "reason": reason, "data_md5": version.md5, "champion": champ}
+
+
+def rollback(cfg: FerryConfig) -> dict:
+    """Move ``champion`` back to the version that held it before the current one."""
+    from ferry import tracking
+    from ferry.errors import PromotionError
+
+    name, alias = cfg.tracking.model_name, cfg.promotion.champion_alias
+    current = tracking.alias_version(cfg, root(), name, alias)
+    if current is None:
+        raise PromotionError(f"model {name!r} has no @{alias}; nothing to roll back")
+    promoted = tracking.tagged_versions(cfg, root(), name, "promotion.promoted_at")
+    undone = tracking.tagged_versions(cfg, root(), name, "promotion.rolled_back_at")
+    live = {v: float(t) for v, t in promoted.items()
+            if v != current and float(t) > float(undone.get(v, 0))}
+    if not live:
+        raise PromotionError(f"v{current} is the only champion {name!r} has had; "
+                             "nothing to roll back to")
+    previous = max(live, key=live.get)
+    run_id = tracking.record_decision(cfg, root(), name, "rollback", {}, {
+        "rollback.from": current, "rollback.to": previous})
+    tracking.set_alias(cfg, root(), name, alias, previous)
+    tracking.set_version_tags(cfg, root(), name, current, {"promotion.rolled_back_at":
+                                                           time.time()})
+    return {"model": name, "from": current, "champion": previous, "run_id": run_id}
