@@ -27,10 +27,14 @@ def _config(config: Path | None, overrides: list[str] | None):
     return load_config(config, overrides or [])
 
 
+NprocOpt = Annotated[int | None, typer.Option("--nproc", min=1, help="Fine-tune with N "
+                    "processes under torchrun (DDP; one per GPU), i.e. distributed.nproc.")]
+
+
 @app.command()
-def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def run(config: ConfigOpt = None, set_: SetOpt = None, nproc: NprocOpt = None) -> None:
     """Run the transfer flow: validate, retrieve, fine-tune, evaluate, track and register."""
-    cfg = _config(config, set_)
+    cfg = _config(config, [*(set_ or []), *([f"distributed.nproc={nproc}"] if nproc else [])])
     import importlib
     import time
 
@@ -84,6 +88,17 @@ def rollback(config: ConfigOpt = None, set_: SetOpt = None,
     result = importlib.import_module("flows.promote").rollback(cfg)
     typer.secho(f"{result['model']}: @{cfg.promotion.champion_alias} v{result['from']} -> "
                 f"v{result['champion']} (run {result['run_id']})", fg="green")
+
+
+@app.command()
+def join(spec: Annotated[Path, typer.Argument(help="The ddp-spec.json the launching machine "
+                                              "wrote (on the shared filesystem).")],
+         node_rank: Annotated[int, typer.Option("--node-rank", min=1, help="This machine's "
+                                                "rank, 1..nnodes-1.")]) -> None:
+    """Join a multi-machine fine-tune started by `ferry run` on machine 0."""
+    from ferry.transfer import distributed
+
+    raise typer.Exit(distributed.join(spec, node_rank))
 
 
 def _with_model(cfg, model: str | None):

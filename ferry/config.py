@@ -154,6 +154,28 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     resume: bool = True
     log_every: int = Field(50, ge=1)
+    # Speed (see README, Performance): none of these changes what is learned, within noise.
+    fast: bool = True  # data kept padded on the training device, batches assembled there
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile; auto = on a GPU
+    compile_width_multiple: int = Field(32, ge=1)  # compiled: widths round up to this
+
+
+class DistributedConfig(_Strict):
+    """Data-parallel fine-tuning under torchrun (DDP). ``train.batch_size`` stays the global
+    batch; each of the ``nproc * nnodes`` processes takes its share of every batch.
+    Several machines: the same config with ``nnodes``, ``node_rank`` and a reachable
+    ``rdzv_endpoint`` on each, checkpoints and caches on a shared filesystem.
+    """
+
+    nproc: int = Field(1, ge=1)  # processes per machine (one per GPU)
+    nnodes: int = Field(1, ge=1)
+    node_rank: int = Field(0, ge=0)
+    rdzv_endpoint: str = "127.0.0.1:29400"  # host:port of node 0, multi-node only
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on GPUs, gloo on CPUs
+
+    @property
+    def world(self) -> int:
+        return self.nproc * self.nnodes
 
 
 class ReceiptConfig(_Strict):
@@ -254,6 +276,7 @@ class FerryConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     baseline: Literal["none", "scratch"] = "scratch"
     receipt: ReceiptConfig = Field(default_factory=ReceiptConfig)
     shift: ShiftConfig = Field(default_factory=ShiftConfig)

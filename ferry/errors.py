@@ -35,3 +35,7 @@ class CheckpointError(FerryError):
 
 class PromotionError(FerryError):
     """A promotion or rollback cannot be decided (no challenger, no previous champion, ...)."""
+
+
+class DistributedError(FerryError):
+    """A torchrun job failed (its processes' output says why)."""

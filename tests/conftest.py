@@ -24,7 +24,7 @@ FILLER = ["the", "movie", "film", "plot", "was", "is", "a", "very", "and", "acti
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *FILLER]
 
 
-def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32) -> Path:
+def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, dropout: float = 0.1) -> Path:
     """A random-init BERT with a word-level vocab, saved like a real pretrained folder."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
@@ -33,7 +33,8 @@ def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config = BertConfig(vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=2 * hidden,
-                        max_position_embeddings=64)
+                        max_position_embeddings=64, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(str(folder), safe_serialization=True)
     BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}).save_pretrained(str(folder))
     return folder

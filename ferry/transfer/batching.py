@@ -51,8 +51,7 @@ def encode(tokenizer: Any, texts: list[str], labels: list[int], max_length: int)
 
 def collate(enc: Encoded, index: torch.Tensor, multiple: int = 8) -> dict[str, torch.Tensor]:
     """Pad the examples at ``index`` to their longest length rounded up to ``multiple``."""
-    lens = enc.lengths[index]
-    width = int((int(lens.max()) + multiple - 1) // multiple * multiple)
+    width = _round_up(int(enc.lengths[index].max()), multiple)
     ids = torch.full((len(index), width), enc.pad_id, dtype=torch.int64)
     mask = torch.zeros((len(index), width), dtype=torch.int64)
     for row, i in enumerate(index.tolist()):
@@ -61,6 +60,58 @@ def collate(enc: Encoded, index: torch.Tensor, multiple: int = 8) -> dict[str, t
         mask[row, : end - start] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": enc.labels[index],
             "index": index}
+
+
+@dataclass
+class Resident:
+    """A tokenized split padded once to its longest text and kept on the training device.
+
+    Batches are then a row gather and a column slice on the device: no per-example Python
+    collation, no host-to-device copy per step. The index order moves once per epoch and the
+    batch widths come from host-side lengths, so assembling a batch never waits for the GPU.
+    """
+
+    ids: torch.Tensor  # N x L on the device
+    lengths: torch.Tensor  # N, on the host (widths without a device sync)
+    device_lengths: torch.Tensor  # N, on the device (masks)
+    labels: torch.Tensor  # N, on the device
+
+    @classmethod
+    def of(cls, enc: Encoded, device: torch.device, multiple: int = 8) -> Resident:
+        """Pad to the longest text rounded up to ``multiple`` (the widest batch's width)."""
+        lengths = enc.lengths
+        width = _round_up(max(1, int(lengths.max()) if len(lengths) else 1), multiple)
+        ids = torch.full((len(enc), width), enc.pad_id, dtype=torch.int64)
+        rows = torch.repeat_interleave(torch.arange(len(enc)), lengths)
+        cols = torch.arange(len(enc.ids)) - torch.repeat_interleave(enc.offsets[:-1], lengths)
+        ids[rows, cols] = enc.ids.long()
+        return cls(ids.to(device), lengths, lengths.to(device), enc.labels.to(device))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def resident_batches(res: Resident, batch_size: int, seed: int | None,
+                     multiple: int = 8) -> Iterator[dict]:
+    """The same batches as ``text_batches`` (same order, same widths), built on the device."""
+    order = (train_order(res.lengths, batch_size, seed) if seed is not None
+             else eval_order(res.lengths, batch_size))
+    if not order:
+        return
+    flat = torch.cat(order).to(res.ids.device, non_blocking=True)  # one copy per epoch
+    start = 0
+    positions = torch.arange(res.ids.shape[1], device=res.ids.device)
+    for index in order:
+        rows = flat[start:start + len(index)]
+        start += len(index)
+        width = min(res.ids.shape[1], _round_up(int(res.lengths[index].max()), multiple))
+        mask = (positions[:width] < res.device_lengths[rows, None]).long()
+        yield {"input_ids": res.ids[rows, :width], "attention_mask": mask,
+               "labels": res.labels[rows], "index": index}
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return (n + multiple - 1) // multiple * multiple
 
 
 def train_order(lengths: torch.Tensor, batch_size: int, seed: int) -> list[torch.Tensor]:
@@ -101,16 +152,31 @@ class Pixels:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to(self, device: torch.device) -> Pixels:
+        return Pixels(self.pixels.to(device), self.labels.to(device))
+
+
+def fits_on(device: torch.device, nbytes: int, share: float = 0.25) -> bool:
+    """Whether a split of ``nbytes`` may live on ``device``: always on the CPU, on a GPU when
+    it takes at most ``share`` of the free memory (the model and activations need the rest)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= share * free
+
 
 def image_batches(data: Pixels, batch_size: int, seed: int | None) -> Iterator[dict]:
     """Shuffled training batches when ``seed`` is given, else in order. Pixels stay uint8
-    until the model (a quarter of the host-to-device traffic); augmentation happens there."""
+    until the model (a quarter of the host-to-device traffic); augmentation happens there.
+    Pixels already on the device (``Pixels.to``) are gathered there, the order copied once."""
     if seed is None:
         order = torch.arange(len(data))
     else:
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    for index in torch.split(order, batch_size):
-        yield {"pixel_values": data.pixels[index], "labels": data.labels[index], "index": index}
+    on_device = order.to(data.pixels.device, non_blocking=True)
+    for index, rows in zip(torch.split(order, batch_size), torch.split(on_device, batch_size),
+                           strict=True):
+        yield {"pixel_values": data.pixels[rows], "labels": data.labels[rows], "index": index}
 
 
 def pad_multiple(device_type: str) -> int:
@@ -126,5 +192,7 @@ def feature_batches(features: torch.Tensor, labels: torch.Tensor, batch_size: in
         order = torch.arange(len(labels))
     else:
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    for index in torch.split(order, batch_size):
-        yield {"features": features[index], "labels": labels[index], "index": index}
+    on_device = order.to(features.device, non_blocking=True)
+    for index, rows in zip(torch.split(order, batch_size), torch.split(on_device, batch_size),
+                           strict=True):
+        yield {"features": features[rows], "labels": labels[rows], "index": index}

@@ -9,6 +9,7 @@ epoch: validate, keep the best weights, checkpoint; stop early when validation s
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ferry.config import TrainConfig
+from ferry.transfer import parallel
 from ferry.transfer.checkpoint import Checkpointer
 
 
@@ -46,12 +48,26 @@ class Hooks(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU (with denormals flushed: much faster)."""
+    """``auto`` picks CUDA when present, else the CPU (with denormals flushed: much faster).
+
+    Inside a torchrun job each process takes the GPU of its local rank. On a GPU, fp32
+    matmuls may use TF32 and cuDNN picks its fastest kernels (image shapes are fixed).
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         torch.set_flush_denormal(True)
-    return torch.device(name)
+        return torch.device("cpu")
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.benchmark = True
+    local = os.environ.get("LOCAL_RANK")
+    return torch.device("cuda", int(local)) if local is not None else torch.device(name)
+
+
+def compiling(cfg: TrainConfig, device: torch.device) -> bool:
+    """``train.compile``: auto compiles on a GPU only (on a CPU the compile time is rarely
+    paid back by a fine-tune of a few minutes)."""
+    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
 
 
 def make_optimizer(groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
@@ -88,7 +104,32 @@ def add_groups(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.Lambd
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Tensors already on ``device`` (resident data) are returned as they are."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@dataclass
+class Runner:
+    """What runs a training step: the model, wrapped in DDP (several processes) and
+    compiled (``train.compile``), rebuilt when a strategy unfreezes more of it."""
+
+    net: nn.Module
+    world: parallel.World
+    device: torch.device
+    compile: bool
+    shapes: int
+    custom_loss: bool
+    module: nn.Module = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        if self.custom_loss:  # a custom loss calls the model's parts itself: run it plain
+            self.module = self.net
+            return
+        module = parallel.wrap(self.net, self.world, self.device)
+        self.module = parallel.compiled(module, self.shapes) if self.compile else module
 
 
 def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[dict]],
@@ -103,11 +144,16 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     adds an alignment term and reports it as ``aux``).
     """
     device = resolve_device(cfg.device)
+    world = parallel.current()
     model.to(device)
     opt = make_optimizer(groups, device)
     sched = warmup_linear(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     result = FitResult(best_epoch=0, best_metric=-math.inf)
     start = _resume(ckpt, model, opt, sched, result, hooks)
+    runner = Runner(model, world, device, compiling(cfg, device),
+                    shapes=-(-cfg_max_width(model) // cfg.compile_width_multiple),
+                    custom_loss=loss_fn is not None)
+    writer = ckpt if world.main else None  # the other ranks read checkpoints, never write
     for record in result.history:  # a resumed run shows the epochs it did not redo
         if on_epoch:
             on_epoch(int(record["epoch"]), record)
@@ -116,28 +162,36 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         if epoch - result.best_epoch > cfg.patience and result.best_epoch:
             result.stopped_early = True
             break
-        if hooks:
-            add_groups(opt, sched, hooks.start_epoch(epoch))
-        record = _epoch(model, batches(epoch), steps_per_epoch, opt, sched, device, epoch, cfg,
+        if hooks and (added := hooks.start_epoch(epoch)):
+            add_groups(opt, sched, added)
+            runner.rebuild()  # DDP and the compiled graph must see the new trainable set
+        record = _epoch(runner, batches(epoch), steps_per_epoch, opt, sched, epoch, cfg,
                         loss_fn or cross_entropy)
         record.update(validate(model))
         result.history.append(record)
         if record[monitor] > result.best_metric:
             result.best_metric, result.best_epoch = record[monitor], epoch
-            if ckpt:
-                ckpt.save_best(model)
-        if ckpt:
-            ckpt.save({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            if writer:
+                writer.save_best(model)
+        if writer:
+            writer.save({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                        "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
                        "best_epoch": result.best_epoch, "best_metric": result.best_metric,
                        "history": [{k: float(v) for k, v in h.items()} for h in result.history],
                        **(extra_state or {}), **({"strategy": hooks.state()} if hooks else {})})
         if on_epoch:
             on_epoch(epoch, record)
-    if ckpt:
-        ckpt.load_best(model)
+    parallel.barrier(world)
+    if writer:
+        writer.load_best(model)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def cfg_max_width(model: nn.Module) -> int:
+    """The widest text batch the model takes (for the compiled-shape budget); 1 for images."""
+    config = getattr(getattr(model, "encoder", None), "config", None)
+    return int(getattr(config, "max_position_embeddings", 1) or 1)
 
 
 def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimizer,
@@ -164,32 +218,45 @@ def cross_entropy(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Te
     return nn.functional.cross_entropy(logits.float(), batch["labels"]), None
 
 
-def _epoch(model: nn.Module, batches: Iterable[dict], steps: int, opt: torch.optim.Optimizer,
-           sched: torch.optim.lr_scheduler.LRScheduler, device: torch.device, epoch: int,
-           cfg: TrainConfig, loss_fn: LossFn) -> dict[str, float]:
-    model.train()
+def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim.Optimizer,
+           sched: torch.optim.lr_scheduler.LRScheduler, epoch: int, cfg: TrainConfig,
+           loss_fn: LossFn) -> dict[str, float]:
+    """One pass over the batches. Losses stay on the device until the epoch ends (or a
+    progress update), so steps queue up on a GPU without waiting for each other."""
+    runner.net.train()
+    world, device = runner.world, runner.device
+    local_size = -(-cfg.batch_size // world.size)
     loss_sum = torch.zeros((), device=device)
     aux_sum: torch.Tensor | None = None
-    seen, began = 0, time.perf_counter()
+    seen, mine, done, began = 0, 0, 0, time.perf_counter()
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-               disable=None)
-    for step, batch in enumerate(bar, 1):
-        batch = to_device(batch, device)
+               disable=None if world.main else True)
+    for batch in bar:
+        total = parallel.rows(batch)
+        if total < world.size:  # a tail smaller than the world: every rank skips it
+            continue
+        local = parallel.shard(batch, world)
+        mine += parallel.rows(local)
+        share = parallel.rows(local) * world.size / total
+        if runner.compile:
+            local = parallel.pad_rows(local, local_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss, aux = loss_fn(model, batch)
-        loss.backward()
+            loss, aux = loss_fn(runner.module, to_device(local, device))
+        (loss * share if share != 1 else loss).backward()
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         loss_sum += loss.detach()
         if aux is not None:
             aux_sum = aux.detach() if aux_sum is None else aux_sum + aux.detach()
-        seen += len(batch["labels"])
-        if step % cfg.log_every == 0:
-            bar.set_postfix(loss=f"{float(loss_sum) / step:.4f}")
+        seen, done = seen + total, done + 1
+        if done % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{float(loss_sum) / done:.4f}")
     elapsed = time.perf_counter() - began
-    record = {"epoch": float(epoch), "train_loss": float(loss_sum) / max(1, steps),
-              "epoch_seconds": elapsed, "samples_per_s": seen / max(elapsed, 1e-9)}
+    record = {"epoch": float(epoch),
+              "train_loss": float(parallel.all_mean(loss_sum, world)) / max(1, done),
+              "epoch_seconds": elapsed, "samples_per_s": seen / max(elapsed, 1e-9),
+              "rows_per_process": float(mine)}
     if aux_sum is not None:
-        record["train_aux_loss"] = float(aux_sum) / max(1, steps)
+        record["train_aux_loss"] = float(aux_sum) / max(1, done)
     return record

@@ -45,11 +45,25 @@ class Text:
 
         return encode(processor, items, labels, meta["max_length"])
 
-    def batches(self, data, batch_size: int, seed: int | None,
-                device: torch.device) -> Iterator[dict]:
-        from ferry.transfer.batching import pad_multiple, text_batches
+    def batches(self, data, batch_size: int, seed: int | None, device: torch.device,
+                multiple: int | None = None) -> Iterator[dict]:
+        """Batches padded to ``multiple`` (default: 8 on a GPU, 1 on a CPU); from the
+        device-resident copy when ``data`` is one."""
+        from ferry.transfer.batching import Resident, pad_multiple, resident_batches, text_batches
 
-        return text_batches(data, batch_size, seed, pad_multiple(device.type))
+        multiple = multiple or pad_multiple(device.type)
+        if isinstance(data, Resident):
+            return resident_batches(data, batch_size, seed, multiple)
+        return text_batches(data, batch_size, seed, multiple)
+
+    def resident(self, data, device: torch.device, multiple: int | None = None):
+        """The split kept padded on ``device`` when it fits there, else as it is."""
+        from ferry.transfer.batching import Resident, fits_on, pad_multiple
+
+        multiple = multiple or pad_multiple(device.type)
+        width = int(data.lengths.max()) + multiple if len(data) else multiple
+        return Resident.of(data, device, multiple) if fits_on(device, len(data) * width * 8) \
+            else data
 
     def save(self, model, processor: Any, cfg: FerryConfig, out: Path, extra: dict) -> Path:
         from ferry.models import classifier
@@ -89,11 +103,17 @@ class Image:
         return Pixels(torch.from_numpy(load_pixels(items, meta["size"])),
                       torch.tensor(labels, dtype=torch.int64))
 
-    def batches(self, data, batch_size: int, seed: int | None,
-                device: torch.device) -> Iterator[dict]:
+    def batches(self, data, batch_size: int, seed: int | None, device: torch.device,
+                multiple: int | None = None) -> Iterator[dict]:
         from ferry.transfer.batching import image_batches
 
         return image_batches(data, batch_size, seed)
+
+    def resident(self, data, device: torch.device, multiple: int | None = None):
+        """The uint8 pixels kept on ``device`` when they fit there, else as they are."""
+        from ferry.transfer.batching import fits_on
+
+        return data.to(device) if fits_on(device, data.pixels.numel()) else data
 
     def save(self, model, processor: Any, cfg: FerryConfig, out: Path, extra: dict) -> Path:
         from ferry.models import vision

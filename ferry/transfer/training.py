@@ -16,13 +16,16 @@ from ferry.errors import CheckpointError, ConfigError
 from ferry.evaluation import metrics
 from ferry.files import write_atomic
 from ferry.models.sources import PretrainedSource
-from ferry.transfer import cache, inference, modality, strategies
+from ferry.transfer import cache, distributed, inference, modality, parallel, strategies
 from ferry.transfer.batching import feature_batches
 from ferry.transfer.checkpoint import Checkpointer, identity_key
-from ferry.transfer.loop import FitResult, fit, resolve_device
+from ferry.transfer.loop import FitResult, compiling, fit, resolve_device
 
 EPOCH_KEYS = ("val_accuracy", "val_macro_f1", "val_loss")
 DONE = "complete.json"
+# Settings that change how fast training runs, not what it learns: a checkpoint made with
+# one of them resumes under another (and under any number of DDP processes).
+SPEED_KEYS = {"resume", "log_every", "device", "fast", "compile", "compile_width_multiple"}
 PREDICTIONS = "predictions.json"
 
 
@@ -75,7 +78,7 @@ def _identity(cfg: FerryConfig, source: PretrainedSource, split_key: str,
                 "source": source.sha256, "model": cfg.model.model_dump(mode="json"),
                 "strategy": "scratch" if scratch else policy.identity(),
                 "train": cfg.train.model_dump(mode="json",
-                                              exclude={"resume", "log_every", "device"}),
+                                              exclude=SPEED_KEYS),
                 "labels": cfg.data.labels}
     if _prototype_head(cfg, policy):
         identity["head_init"] = {"descriptions": cfg.strategy.label_descriptions,
@@ -92,10 +95,15 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     policy = policy_for(cfg, role)
     identity = _identity(cfg, source, split_key, policy)
     folder = Path(cfg.paths.checkpoints) / f"{identity['role']}-{identity_key(identity)}"
-    if not cfg.train.resume and folder.exists():
+    worker = parallel.current()
+    if not cfg.train.resume and folder.exists() and worker.size == 1:
         shutil.rmtree(folder)
     if (done := _finished(folder, identity_key(identity), on_epoch)) is not None:
         return done
+    if distributed.wanted(cfg, policy) and worker.size == 1:
+        distributed.launch(cfg, source, split_dir, split_key, features_file, role, folder,
+                           on_epoch)
+        return _outcome(folder)
     torch.manual_seed(cfg.train.seed)
     mod = modality.of(cfg, source)
     tokenizer = mod.processor(source)
@@ -115,14 +123,30 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     else:
         result = _no_training(cfg, policy, model, tokenizer, validate, device, on_epoch)
     trainable = strategies.trainable_params(model)
-    model.cpu()
-    out = mod.save(model, tokenizer, cfg, folder / "model", policy.export(model))
-    _write_json(folder / DONE, {"key": identity_key(identity), "strategy": policy.name,
-                                "best_epoch": result.best_epoch,
-                                "best_metric": result.best_metric, "seconds": result.seconds,
-                                "trainable_params": trainable, "history": result.history})
+    out = folder / "model"
+    if worker.main:  # in a torchrun job rank 0 alone exports
+        model.cpu()
+        out = mod.save(model, tokenizer, cfg, out, policy.export(model))
+        _write_json(folder / DONE, {"key": identity_key(identity), "strategy": policy.name,
+                                    "best_epoch": result.best_epoch,
+                                    "best_metric": result.best_metric,
+                                    "seconds": result.seconds, "trainable_params": trainable,
+                                    "resumed_from": result.resumed_from,
+                                    "world_size": worker.size, "history": result.history})
     return Outcome(out, policy.name, result.best_epoch, result.best_metric,
                    result.resumed_from, result.seconds, trainable)
+
+
+def _outcome(folder: Path) -> Outcome:
+    """What a torchrun job's rank 0 recorded when it finished."""
+    marker = folder / DONE
+    if not marker.is_file():
+        raise CheckpointError(f"{folder}: the distributed fine-tune ended without its "
+                              f"{DONE}; see the worker output above")
+    done = json.loads(marker.read_text(encoding="utf-8"))
+    return Outcome(folder / "model", done["strategy"], done["best_epoch"], done["best_metric"],
+                   int(done.get("resumed_from", 0)), float(done["seconds"]),
+                   int(done["trainable_params"]))
 
 
 def _prototype_head(cfg: FerryConfig, policy: strategies.Strategy) -> bool:
@@ -155,12 +179,23 @@ def _inputs(cfg: FerryConfig, mod, policy: strategies.Strategy, model, tokenizer
 
             features_file = features.ensure(cfg, source, split_dir, split_key)
         feats = cache.load_features(features_file)
+        if cfg.train.fast:
+            feats = {split: {k: v.to(device) for k, v in part.items()}
+                     for split, part in feats.items()}
         return _setup(model.head, lambda split, bs, seed: feature_batches(
             feats[split]["features"], feats[split]["labels"], bs, seed),
-            len(feats["train"]["labels"]), feats["validation"]["labels"], cfg, device)
+            len(feats["train"]["labels"]), feats["validation"]["labels"].cpu(), cfg, device)
     data = mod.splits(cfg, tokenizer, source, split_dir, split_key)
-    return _setup(model, lambda split, bs, seed: mod.batches(data[split], bs, seed, device),
-                  len(data["train"]), data["validation"].labels, cfg, device)
+    labels = data["validation"].labels
+    multiple = cfg.train.compile_width_multiple if compiling(cfg.train, device) else None
+    if cfg.train.fast:  # the splits training reads every epoch live on the device
+        data = {**data, "train": mod.resident(data["train"], device, multiple),
+                "validation": mod.resident(data["validation"], device)}
+
+    def make(split: str, bs: int, seed: int | None):
+        return mod.batches(data[split], bs, seed, device, multiple if split == "train" else None)
+
+    return _setup(model, make, len(data["train"]), labels, cfg, device)
 
 
 def _loss_fn(cfg: FerryConfig, policy: strategies.Strategy, tokenizer, device: torch.device):
@@ -170,6 +205,9 @@ def _loss_fn(cfg: FerryConfig, policy: strategies.Strategy, tokenizer, device: t
     if cfg.data.modality != "text":
         raise ConfigError("adaptation.target_path is for text data (an MMD loss on unlabelled "
                           "target texts); unset it for image runs")
+    if cfg.distributed.world > 1:
+        raise ConfigError("adaptation.target_path runs in one process; set distributed.nproc "
+                          "and distributed.nnodes to 1 (or unset adaptation.target_path)")
     from ferry.transfer import adaptation
 
     return adaptation.mmd_loss(cfg, tokenizer, device)
