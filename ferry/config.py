@@ -158,6 +158,8 @@ class TrainConfig(_Strict):
     fast: bool = True  # data kept padded on the training device, batches assembled there
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile; auto = on a GPU
     compile_width_multiple: int = Field(32, ge=1)  # compiled: widths round up to this
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] = "default"
 
 
 class DistributedConfig(_Strict):

@@ -119,6 +119,7 @@ class Runner:
     compile: bool
     shapes: int
     custom_loss: bool
+    mode: str = "default"
     module: nn.Module = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +130,8 @@ class Runner:
             self.module = self.net
             return
         module = parallel.wrap(self.net, self.world, self.device)
-        self.module = parallel.compiled(module, self.shapes) if self.compile else module
+        self.module = parallel.compiled(module, self.shapes, self.mode) if self.compile \
+            else module
 
 
 def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[dict]],
@@ -152,7 +154,7 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     start = _resume(ckpt, model, opt, sched, result, hooks)
     runner = Runner(model, world, device, compiling(cfg, device),
                     shapes=-(-cfg_max_width(model) // cfg.compile_width_multiple),
-                    custom_loss=loss_fn is not None)
+                    custom_loss=loss_fn is not None, mode=cfg.compile_mode)
     writer = ckpt if world.main else None  # the other ranks read checkpoints, never write
     for record in result.history:  # a resumed run shows the epochs it did not redo
         if on_epoch:
@@ -252,9 +254,9 @@ def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim
         seen, done = seen + total, done + 1
         if done % cfg.log_every == 0:
             bar.set_postfix(loss=f"{float(loss_sum) / done:.4f}")
+    train_loss = float(parallel.all_mean(loss_sum, world)) / max(1, done)  # waits for the GPU
     elapsed = time.perf_counter() - began
-    record = {"epoch": float(epoch),
-              "train_loss": float(parallel.all_mean(loss_sum, world)) / max(1, done),
+    record = {"epoch": float(epoch), "train_loss": train_loss,
               "epoch_seconds": elapsed, "samples_per_s": seen / max(elapsed, 1e-9),
               "rows_per_process": float(mine)}
     if aux_sum is not None:

@@ -83,13 +83,13 @@ def wrap(net: nn.Module, world: World, device: torch.device) -> nn.Module:
                                    else None)
 
 
-def compiled(net: nn.Module, shapes: int) -> nn.Module:
+def compiled(net: nn.Module, shapes: int, mode: str = "default") -> nn.Module:
     """``torch.compile`` with static shapes; room for ``shapes`` graphs before dynamo gives
     up (widths are bucketed, so the count is bounded by max_length / width multiple)."""
     import torch._dynamo.config as dynamo
 
     dynamo.recompile_limit = max(dynamo.recompile_limit, shapes + 4)
-    return torch.compile(net, dynamic=False)
+    return torch.compile(net, dynamic=False, mode=None if mode == "default" else mode)
 
 
 def all_mean(value: torch.Tensor, world: World) -> torch.Tensor:

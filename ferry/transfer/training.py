@@ -25,7 +25,8 @@ EPOCH_KEYS = ("val_accuracy", "val_macro_f1", "val_loss")
 DONE = "complete.json"
 # Settings that change how fast training runs, not what it learns: a checkpoint made with
 # one of them resumes under another (and under any number of DDP processes).
-SPEED_KEYS = {"resume", "log_every", "device", "fast", "compile", "compile_width_multiple"}
+SPEED_KEYS = {"resume", "log_every", "device", "fast", "compile", "compile_width_multiple",
+              "compile_mode"}
 PREDICTIONS = "predictions.json"
 
 
