@@ -208,6 +208,10 @@ class SweepConfig(_Strict):
         default_factory=lambda: ["scratch", "zero_shot", "linear_probe", "freeze_bottom", "full",
                                  "gradual_unfreeze", "lora"], min_length=1)
     concurrency: int | Literal["auto"] = "auto"
+    # Spread over workers: each strategy runs as a flow run of this Prefect deployment
+    # (prefect.yaml's ``ferry-sweep-member/sweep-member``) on whichever worker of its pool is
+    # free. The workers must share the project's data, prepared splits and .ferry folders.
+    deployment: str | None = None
 
 
 class CurveConfig(_Strict):

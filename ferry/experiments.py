@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from ferry import steps
 from ferry.config import FerryConfig
 from ferry.data.versioning import DataVersion
+from ferry.errors import FerryError
 from ferry.models.sources import PretrainedSource
 
 
@@ -104,6 +105,55 @@ def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> 
     tracking.log_metrics(cfg, steps.root(), parent_id, {
         f"{r['strategy']}_test_accuracy": r["test_accuracy"] for r in rows})
     return {"rows": rows, "best": best["strategy"], "table": str(files[0])}
+
+
+def member_file(cfg: FerryConfig, parent_id: str, name: str) -> Path:
+    """Where a spread sweep's member leaves its result for the parent (shared filesystem)."""
+    return Path(cfg.paths.reports) / "sweeps" / parent_id / f"{name}.json"
+
+
+def run_member(cfg: FerryConfig, name: str, source: PretrainedSource,
+               prepared: steps.Prepared, parent_id: str,
+               scratch: steps.Trained) -> StrategyResult:
+    """One strategy of a spread sweep, on a worker: its child run plus a result file."""
+    from ferry.files import write_atomic
+
+    result = run_strategy(cfg, name, source, prepared, parent_id, scratch)
+    path = member_file(cfg, parent_id, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: tmp.write_text(result.model_dump_json(), encoding="utf-8"))
+    return result
+
+
+def spread(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
+           parent_id: str, scratch: steps.Trained) -> list[StrategyResult]:
+    """Every strategy as a flow run of ``sweep.deployment`` at once; waits for all of them.
+
+    Workers pick the runs up as they have room, so a pool of GPU machines trains the
+    strategies side by side. A member that fails fails the sweep, naming it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.deployments import run_deployment
+
+    def launch(name: str):
+        params = {"cfg": cfg.model_dump(mode="json"), "name": name,
+                  "source": source.model_dump(mode="json"),
+                  "prepared": prepared.model_dump(mode="json"), "parent_id": parent_id,
+                  "scratch": scratch.model_dump(mode="json")}
+        return run_deployment(cfg.sweep.deployment, parameters=params, timeout=None,
+                              flow_run_name=f"sweep-{parent_id[:8]}-{name}")
+
+    names = cfg.sweep.strategies
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        runs = list(pool.map(launch, names))
+    failed = [f"{n} ({r.state.name if r.state else 'no state'})" for n, r in
+              zip(names, runs, strict=True) if not (r.state and r.state.is_completed())]
+    if failed:
+        raise FerryError(f"sweep members did not complete on {cfg.sweep.deployment}: "
+                         f"{', '.join(failed)}; see those flow runs' logs")
+    return [StrategyResult.model_validate_json(
+        member_file(cfg, parent_id, n).read_text(encoding="utf-8")) for n in names]
 
 
 def register_best(cfg: FerryConfig, results: list[StrategyResult], best: str,

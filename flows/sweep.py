@@ -3,9 +3,18 @@
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from ferry import steps
 from ferry.config import FerryConfig
+from ferry.models.sources import PretrainedSource
 from flows.common import inputs
-from tasks.experiments import compare, register_best, run_strategy, scratch_baseline
+from tasks.experiments import (
+    compare,
+    register_best,
+    run_member,
+    run_strategy,
+    scratch_baseline,
+    spread_strategies,
+)
 from tasks.tracking import finish_run, start_run
 
 
@@ -16,9 +25,12 @@ def sweep(cfg: FerryConfig) -> dict:
     try:
         version, prepared, source = inputs(cfg, parent)
         scratch = scratch_baseline(cfg, source, prepared, parent)
-        futures = [run_strategy.submit(cfg, name, source, prepared, parent, scratch)
-                   for name in cfg.sweep.strategies]
-        results = [future.result() for future in futures]
+        if cfg.sweep.deployment:  # one flow run per strategy, on the pool's workers
+            results = spread_strategies(cfg, source, prepared, parent, scratch)
+        else:
+            futures = [run_strategy.submit(cfg, name, source, prepared, parent, scratch)
+                       for name in cfg.sweep.strategies]
+            results = [future.result() for future in futures]
         summary = compare(cfg, parent, results)
         registered = register_best(cfg, results, summary["best"], version, source,
                                    prepared.rows)
@@ -45,3 +57,10 @@ def scheduled_sweep(config: str | None = "configs/default.yaml",
     cfg = load_config(config, overrides or [])
     workers = experiments.workers(cfg, steps.retrieve_pretrained(cfg))
     return sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(cfg)
+
+
+@flow(name="ferry-sweep-member")
+def sweep_member(cfg: FerryConfig, name: str, source: PretrainedSource,
+                 prepared: steps.Prepared, parent_id: str, scratch: steps.Trained) -> dict:
+    """One strategy of a spread sweep (``sweep.deployment``), run by any worker of the pool."""
+    return run_member(cfg, name, source, prepared, parent_id, scratch).model_dump(mode="json")

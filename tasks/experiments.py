@@ -23,6 +23,21 @@ def run_strategy(cfg: FerryConfig, name: str, source: PretrainedSource,
     return experiments.run_strategy(cfg, name, source, prepared, parent_id, scratch)
 
 
+@task(name="spread_strategies")
+def spread_strategies(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
+                      parent_id: str, scratch: steps.Trained) -> list[experiments.StrategyResult]:
+    """Every strategy as a flow run of ``sweep.deployment``, on the pool's workers."""
+    return experiments.spread(cfg, source, prepared, parent_id, scratch)
+
+
+@task(name="run_member", task_run_name="member-{name}")
+def run_member(cfg: FerryConfig, name: str, source: PretrainedSource,
+               prepared: steps.Prepared, parent_id: str,
+               scratch: steps.Trained) -> experiments.StrategyResult:
+    """One strategy of a spread sweep, on this worker."""
+    return experiments.run_member(cfg, name, source, prepared, parent_id, scratch)
+
+
 @task(name="compare_strategies")
 def compare(cfg: FerryConfig, parent_id: str,
             results: list[experiments.StrategyResult]) -> dict:

@@ -72,6 +72,44 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
         "was trained on: skipping training" in worker_log
 
 
+def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_path):
+    """``sweep.deployment``: each strategy is a flow run of the sweep-member deployment,
+    picked up by the pool's worker; the parent compares them and registers the best."""
+    from mlflow.tracking import MlflowClient
+    from prefect.client.orchestration import get_client
+
+    project, running = stack
+    env = {**os.environ, **running.client_env(), "FERRY_PROJECT_DIR": str(project),
+           "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
+    stack_mod.deploy(running.client_env(), project)
+    data = write_csv(project / "good.csv", review_rows(120))
+    overrides = [*tiny_overrides(tiny_bert, data), "shift.enabled=false",
+                 "sweep.strategies=[linear_probe, full]",
+                 "sweep.deployment=ferry-sweep-member/sweep-member"]
+    cmd = [str(Path(sys.executable).with_name("ferry")), "sweep"]
+    for item in overrides:
+        cmd += ["--set", item]
+    out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    log = Path(running.home) / "worker" / "log.txt"
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + \
+        log.read_text(errors="replace")[-3000:]
+    assert "best by validation" in out.stdout
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: running.client_env()["PREFECT_API_URL"]}), \
+            get_client(sync_client=True) as client:
+        members = [r for r in client.read_flow_runs() if r.name.startswith("sweep-")]
+    assert sorted(r.name.rsplit("-", 1)[1] for r in members) == ["full", "linear_probe"]
+    assert all(r.state.is_completed() and r.work_pool_name == "ferry" for r in members)
+    assert "ferry-sweep-member" in log.read_text(errors="replace")  # the worker ran them
+    mc = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
+    version = mc.get_model_version_by_alias("tiny", "challenger")
+    parent = mc.get_run(version.run_id).data.tags["mlflow.parentRunId"]
+    children = mc.search_runs([mc.get_run(parent).info.experiment_id],
+                              f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.data.tags["ferry.strategy"] for r in children) == ["full", "linear_probe"]
+
+
 def test_ferry_schedule_serves_the_deployments_and_stops_cleanly(tmp_path):
     """One machine: `ferry schedule` = local server + deployments + worker; SIGTERM (or
     Ctrl-C) stops all of it."""
