@@ -91,8 +91,9 @@ def rollback(config: ConfigOpt = None, set_: SetOpt = None,
 
 
 @app.command()
-def join(spec: Annotated[Path, typer.Argument(help="The ddp-spec.json the launching machine "
-                                              "wrote (on the shared filesystem).")],
+def join(spec: Annotated[Path, typer.Argument(help="The ddp-spec.json machine 0 wrote, or the "
+                                              "shared checkpoints folder (joins the newest "
+                                              "unfinished one, waiting for it).")],
          node_rank: Annotated[int, typer.Option("--node-rank", min=1, help="This machine's "
                                                 "rank, 1..nnodes-1.")]) -> None:
     """Join a multi-machine fine-tune started by `ferry run` on machine 0."""

@@ -93,12 +93,33 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def join(spec: Path, node_rank: int) -> int:
-    """Another machine's part of a multi-node job: the same spec, its own node rank."""
-    loaded = json.loads(Path(spec).read_text(encoding="utf-8"))
+def join(spec: Path, node_rank: int, wait_s: float = 600.0) -> int:
+    """Another machine's part of a multi-node job: the same spec, its own node rank.
+
+    ``spec`` is the launching machine's ``ddp-spec.json`` or the shared checkpoints folder;
+    for a folder, the newest spec of a fine-tune that has not finished is joined (waiting
+    up to ``wait_s`` for one to appear), so a joining machine can start before machine 0.
+    """
+    spec = pending_spec(Path(spec), wait_s) if Path(spec).is_dir() else Path(spec)
+    loaded = json.loads(spec.read_text(encoding="utf-8"))
     cfg = FerryConfig.model_validate(yaml.safe_load(loaded["config"]))
     return subprocess.call(command(cfg.distributed, Path(spec).resolve(), node_rank),
                            env=worker_env(), cwd=loaded["cwd"])
+
+
+def pending_spec(folder: Path, wait_s: float) -> Path:
+    """The newest spec under ``folder`` whose training has no completion marker yet."""
+    from ferry.transfer.training import DONE
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        specs = [p for p in folder.glob(f"*/{SPEC}") if not (p.parent / DONE).exists()]
+        if specs:
+            return max(specs, key=lambda p: p.stat().st_mtime)
+        if time.monotonic() > deadline:
+            raise DistributedError(f"no unfinished {SPEC} appeared under {folder} within "
+                                   f"{wait_s:.0f} s; start `ferry run` on machine 0 first")
+        time.sleep(2.0)
 
 
 def _forward(epochs: Path, done: int, on_epoch: Callable[[int, dict], None] | None) -> int:
