@@ -220,6 +220,17 @@ def cross_entropy(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Te
     return nn.functional.cross_entropy(logits.float(), batch["labels"]), None
 
 
+def _local(batch: dict, runner: Runner, local_size: int) -> tuple[dict, float]:
+    """This process's share of a global batch (padded to a fixed size when compiled) and
+    the weight of its loss, so the average over processes is the global batch's mean."""
+    world = runner.world
+    local = parallel.shard({k: v for k, v in batch.items() if k != "index"}, world)
+    share = parallel.rows(local) * world.size / parallel.rows(batch)
+    if runner.compile:
+        local = parallel.pad_rows(local, local_size)
+    return local, share
+
+
 def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim.Optimizer,
            sched: torch.optim.lr_scheduler.LRScheduler, epoch: int, cfg: TrainConfig,
            loss_fn: LossFn) -> dict[str, float]:
@@ -237,11 +248,8 @@ def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim
         total = parallel.rows(batch)
         if total < world.size:  # a tail smaller than the world: every rank skips it
             continue
-        local = parallel.shard(batch, world)
-        mine += parallel.rows(local)
-        share = parallel.rows(local) * world.size / total
-        if runner.compile:
-            local = parallel.pad_rows(local, local_size)
+        local, share = _local(batch, runner, local_size)
+        mine += round(share * total / world.size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss, aux = loss_fn(runner.module, to_device(local, device))
         (loss * share if share != 1 else loss).backward()
