@@ -47,7 +47,8 @@ def test_compose_uses_the_same_databases_pool_and_client_environment():
 def test_prefect_yaml_deploys_to_the_stack_pool():
     spec = yaml.safe_load((DOCKER.parent / "prefect.yaml").read_text(encoding="utf-8"))
     names = {d["name"]: d for d in spec["deployments"]}
-    assert set(names) == {"nightly-retrain", "weekly-sweep"}
+    assert set(names) == {"nightly-retrain", "weekly-sweep", "sweep-member"}
     assert all(d["work_pool"]["name"] == stack.POOL for d in names.values())
     assert names["nightly-retrain"]["entrypoint"] == "flows/retrain.py:retrain"
-    assert all(d["schedules"][0]["cron"] for d in names.values())
+    scheduled = [names["nightly-retrain"], names["weekly-sweep"]]
+    assert all(d["schedules"][0]["cron"] for d in scheduled)
