@@ -152,9 +152,11 @@ def read_data(cfg: FerryConfig):
 
     path = root() / cfg.data.path
     if cfg.data.modality == "text":
-        return read_table(path, [cfg.data.text_column, cfg.data.label_column])
+        return read_table(path, [cfg.data.text_column, cfg.data.label_column],
+                          strip=(cfg.data.label_column,))
     frame = images.read_images(path, cfg.data).reset_index(drop=True)
-    return pd.concat([frame, images.inspect(frame[cfg.data.path_column].tolist())], axis=1)
+    inspected = images.inspect(frame[cfg.data.path_column].tolist(), images.data_root(path))
+    return pd.concat([frame, inspected], axis=1)
 
 
 def validation_cache_key(cfg: FerryConfig, version: DataVersion) -> str:

@@ -26,10 +26,20 @@ def read_images(path: Path, cfg: DataConfig) -> pd.DataFrame:
     """The dataset's table, with ``path`` made absolute (manifest paths are relative to it)."""
     if path.is_dir():
         return _read_folder(path, cfg)
-    frame = read_table(path, [cfg.path_column, cfg.label_column])
+    frame = read_table(path, [cfg.path_column, cfg.label_column], strip=(cfg.label_column,))
     rel = frame[cfg.path_column].fillna("").astype(str).str.strip()
-    frame[cfg.path_column] = [str((path.parent / p).absolute()) if p else "" for p in rel]
+    if (rel == "").any():
+        rows = frame.loc[rel == "", ROW].tolist()
+        raise DataError(f"{path}: _row {rows[0]}: empty '{cfg.path_column}' cell (rows "
+                        f"{rows[:10]}); expected an image path relative to the manifest")
+    frame[cfg.path_column] = [str((path.parent / p).absolute()) for p in rel]
     return frame
+
+
+def data_root(path: Path) -> Path:
+    """The folder every image of a dataset must lie in: the class-folder root, or the
+    manifest's folder."""
+    return path if path.is_dir() else path.parent
 
 
 def _read_folder(root: Path, cfg: DataConfig) -> pd.DataFrame:
@@ -54,15 +64,23 @@ def _read_folder(root: Path, cfg: DataConfig) -> pd.DataFrame:
     return frame
 
 
-def inspect(paths: list[str]) -> pd.DataFrame:
-    """Per file: problem ('' when fine), mode, width, height, sha256 of the decoded pixels."""
-    return pd.DataFrame([_inspect_one(Path(p)) for p in paths])
+def inspect(paths: list[str], root: Path | None = None) -> pd.DataFrame:
+    """Per file: problem ('' when fine), mode, width, height, sha256 of the decoded pixels.
+
+    With ``root``, a file that resolves outside it (a ``../`` path, a symlink pointing
+    elsewhere) is a problem: a dataset must not read files its folder does not hold.
+    """
+    inside = root.resolve() if root is not None else None
+    return pd.DataFrame([_inspect_one(Path(p), inside) for p in paths])
 
 
-def _inspect_one(path: Path) -> dict:
+def _inspect_one(path: Path, root: Path | None = None) -> dict:
     from PIL import Image
 
     out = {"problem": "", "mode": None, "width": None, "height": None, "pixel_hash": None}
+    if root is not None and not path.resolve().is_relative_to(root):
+        return {**out, "problem": f"outside the data folder {root} (resolves to "
+                                  f"{path.resolve()})"}
     if not path.is_file():
         return {**out, "problem": "file not found"}
     if path.stat().st_size == 0:

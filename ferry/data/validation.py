@@ -40,6 +40,14 @@ class Finding:
     expected: str = ""
 
 
+def _unique(gxe, text: str, split: str | None):
+    """No text twice within a split (a duplicate weighs double in training or scoring); the
+    same text in train and test is reported by the leakage check, which says so."""
+    if split:
+        return gxe.ExpectCompoundColumnsToBeUnique(column_list=[split, text])
+    return gxe.ExpectColumnValuesToBeUnique(column=text)
+
+
 def _text_suite(cfg: DataConfig) -> list[Any]:
     import great_expectations.expectations as gxe
 
@@ -48,6 +56,7 @@ def _text_suite(cfg: DataConfig) -> list[Any]:
         gxe.ExpectColumnToExist(column=text),
         gxe.ExpectColumnToExist(column=label),
         gxe.ExpectColumnValuesToNotBeNull(column=text),
+        _unique(gxe, text, cfg.split_column),
         gxe.ExpectColumnValuesToMatchRegex(column=text, regex=r"\S"),
         gxe.ExpectColumnValueLengthsToBeBetween(column=text, min_value=cfg.min_text_chars,
                                                 max_value=cfg.max_text_chars),
@@ -63,6 +72,7 @@ def _image_suite(cfg: DataConfig) -> list[Any]:
     img, label = cfg.image, cfg.label_column
     return [
         gxe.ExpectColumnValuesToNotBeNull(column=cfg.path_column),
+        gxe.ExpectColumnValuesToBeUnique(column=cfg.path_column),
         gxe.ExpectColumnValuesToBeInSet(column="problem", value_set=[""]),
         gxe.ExpectColumnValuesToBeInSet(column="mode", value_set=list(img.modes)),
         gxe.ExpectColumnValuesToBeBetween(column="width", min_value=img.min_side,

@@ -1,0 +1,86 @@
+"""Bad inputs at scale: every malformed dataset of the corpus (text and image) makes
+``ferry run`` exit 2 with a message naming the file, row or field, and leaves the registry as
+it was; awkward but valid datasets pass validation.
+
+The CLI runs in-process (``ferry.cli.main``), so each case costs a flow start and a
+validation, not a Python start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from ferry import tracking
+from ferry.cli import main
+from ferry.config import load_config
+from tests.conftest import review_rows, tiny_overrides, write_csv
+from tests.corpus.malformed import awkward_cases, image_cases, text_cases
+
+MALFORMED = {**text_cases(), **image_cases()}
+AWKWARD = awkward_cases()
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory, tiny_bert, prefect_harness):
+    """A project whose registry holds one version with its alias."""
+    root = tmp_path_factory.mktemp("corpus")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        from flows.transfer import transfer
+
+        overrides = [*tiny_overrides(tiny_bert, write_csv(root / "good.csv", review_rows(120))),
+                     "baseline=none", "shift.enabled=false", "train.epochs=1"]
+        cfg = load_config(None, overrides)
+        transfer(cfg)
+        yield root, overrides, cfg
+    finally:
+        os.chdir(cwd)
+
+
+def _cli(args: list[str], overrides: list[str]) -> int:
+    argv = list(args)
+    for item in overrides:
+        argv += ["--set", item]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+        raise SystemExit(0)
+    return exit_info.value.code
+
+
+def test_the_corpus_is_large_enough():
+    assert len(MALFORMED) >= 30 and len(image_cases()) >= 10
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_input_exits_2_names_it_and_registers_nothing(registered, case, capsys,
+                                                                monkeypatch):
+    root, overrides, cfg = registered
+    monkeypatch.chdir(root)
+    path, extra, pattern = MALFORMED[case](root / "inputs" if (root / "inputs").is_dir()
+                                           else _mkdir(root / "inputs"))
+    before = tracking.registry_state(cfg, root)
+    code = _cli(["run"], [*overrides, f"data.path={path}", *extra])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert re.search(pattern, err), f"{case}: {err[-3000:]}"
+    assert tracking.registry_state(cfg, root) == before
+
+
+@pytest.mark.parametrize("case", list(AWKWARD))
+def test_awkward_but_valid_input_is_accepted(registered, case, capsys, monkeypatch):
+    root, overrides, _ = registered
+    monkeypatch.chdir(root)
+    path, extra, _ = AWKWARD[case](_mkdir(root / "awkward"))
+    code = _cli(["validate"], [*overrides, f"data.path={path}", *extra])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert "all expectations passed" in out.out
+
+
+def _mkdir(path):
+    path.mkdir(exist_ok=True)
+    return path
