@@ -160,6 +160,9 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     resume: bool = True
     log_every: int = Field(50, ge=1)
+    # Also checkpoint every this many steps inside an epoch: a kill then loses at most that
+    # many steps (null: checkpoints at epoch ends only, a kill loses at most one epoch).
+    checkpoint_every: int | None = Field(None, ge=1)
     # Speed (see README, Performance): none of these changes what is learned, within noise.
     fast: bool = True  # data kept padded on the training device, batches assembled there
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile; auto = on a GPU

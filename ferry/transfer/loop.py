@@ -31,7 +31,8 @@ class FitResult:
     best_epoch: int
     best_metric: float
     history: list[dict] = field(default_factory=list)
-    resumed_from: int = 0
+    resumed_from: int = 0  # complete epochs found in the checkpoint
+    resumed_step: int = 0  # steps of the next epoch found there (mid-epoch checkpoint)
     seconds: float = 0.0
     stopped_early: bool = False
 
@@ -143,7 +144,8 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     """Train ``model`` for ``cfg.epochs`` epochs (resuming from ``ckpt``); leave it at its best.
 
     ``loss_fn(model, batch) -> (loss, aux)`` replaces plain cross-entropy (domain adaptation
-    adds an alignment term and reports it as ``aux``).
+    adds an alignment term and reports it as ``aux``). Checkpoints are written after every
+    epoch and, with ``train.checkpoint_every``, every that many steps inside one.
     """
     device = resolve_device(cfg.device)
     world = parallel.current()
@@ -151,11 +153,15 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     opt = make_optimizer(groups, device)
     sched = warmup_linear(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     result = FitResult(best_epoch=0, best_metric=-math.inf)
-    start = _resume(ckpt, model, opt, sched, result, hooks)
+    start, partial = _resume(ckpt, model, opt, sched, result, hooks)
     runner = Runner(model, world, device, compiling(cfg, device),
                     shapes=-(-cfg_max_width(model) // cfg.compile_width_multiple),
                     custom_loss=loss_fn is not None, mode=cfg.compile_mode)
     writer = ckpt if world.main else None  # the other ranks read checkpoints, never write
+
+    def snapshot(epoch: int, part: dict | None = None) -> dict:
+        return _state(epoch, model, opt, sched, result, hooks, extra_state, part)
+
     for record in result.history:  # a resumed run shows the epochs it did not redo
         if on_epoch:
             on_epoch(int(record["epoch"]), record)
@@ -164,11 +170,13 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         if epoch - result.best_epoch > cfg.patience and result.best_epoch:
             result.stopped_early = True
             break
-        if hooks and (added := hooks.start_epoch(epoch)):
-            add_groups(opt, sched, added)
+        if hooks and not partial and (added := hooks.start_epoch(epoch)):
+            add_groups(opt, sched, added)  # (a mid-epoch resume restored them already)
             runner.rebuild()  # DDP and the compiled graph must see the new trainable set
+        on_step = (lambda part, e=epoch: writer.save(snapshot(e - 1, part))) if writer else None
         record = _epoch(runner, batches(epoch), steps_per_epoch, opt, sched, epoch, cfg,
-                        loss_fn or cross_entropy)
+                        loss_fn or cross_entropy, partial, on_step)
+        partial = None
         record.update(validate(model))
         result.history.append(record)
         if record[monitor] > result.best_metric:
@@ -176,11 +184,7 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
             if writer:
                 writer.save_best(model)
         if writer:
-            writer.save({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                       "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                       "best_epoch": result.best_epoch, "best_metric": result.best_metric,
-                       "history": [{k: float(v) for k, v in h.items()} for h in result.history],
-                       **(extra_state or {}), **({"strategy": hooks.state()} if hooks else {})})
+            writer.save(snapshot(epoch))
         if on_epoch:
             on_epoch(epoch, record)
     parallel.barrier(world)
@@ -188,6 +192,20 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         writer.load_best(model)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _state(epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+           sched: torch.optim.lr_scheduler.LambdaLR, result: FitResult, hooks: Hooks | None,
+           extra: dict | None, partial: dict | None) -> dict:
+    """Everything a resume needs: ``epoch`` complete epochs, plus ``partial`` progress into
+    the next one (steps done, loss so far) for a mid-epoch checkpoint."""
+    cuda = {"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
+    return {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), **cuda,
+            "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+            "history": [{k: float(v) for k, v in h.items()} for h in result.history],
+            "partial": partial or {}, **(extra or {}),
+            **({"strategy": hooks.state()} if hooks else {})}
 
 
 def cfg_max_width(model: nn.Module) -> int:
@@ -198,20 +216,25 @@ def cfg_max_width(model: nn.Module) -> int:
 
 def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimizer,
             sched: torch.optim.lr_scheduler.LambdaLR, result: FitResult,
-            hooks: Hooks | None) -> int:
+            hooks: Hooks | None) -> tuple[int, dict | None]:
+    """(complete epochs, progress into the next one or None) of the last checkpoint."""
     state = ckpt.load() if ckpt else None
     if state is None:
-        return 0
+        return 0, None
     if hooks:  # unfreeze exactly what was unfrozen, so the param groups line up again
         add_groups(opt, sched, hooks.restore(state.get("strategy", {})))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     result.best_epoch, result.best_metric = int(state["best_epoch"]), float(state["best_metric"])
     result.history = list(state["history"])
     result.resumed_from = int(state["epoch"])
-    return result.resumed_from
+    partial = state.get("partial") or None
+    result.resumed_step = int(partial["done"]) if partial else 0
+    return result.resumed_from, partial
 
 
 def cross_entropy(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -233,18 +256,27 @@ def _local(batch: dict, runner: Runner, local_size: int) -> tuple[dict, float]:
 
 def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim.Optimizer,
            sched: torch.optim.lr_scheduler.LRScheduler, epoch: int, cfg: TrainConfig,
-           loss_fn: LossFn) -> dict[str, float]:
+           loss_fn: LossFn, partial: dict | None = None,
+           on_step: Callable[[dict], None] | None = None) -> dict[str, float]:
     """One pass over the batches. Losses stay on the device until the epoch ends (or a
-    progress update), so steps queue up on a GPU without waiting for each other."""
+    progress update, or a mid-epoch checkpoint), so steps queue up on a GPU without waiting
+    for each other. ``partial``: progress restored from a mid-epoch checkpoint; the batches
+    it covered are skipped (the epoch's order is seeded, so they are the same batches)."""
     runner.net.train()
     world, device = runner.world, runner.device
     local_size = -(-cfg.batch_size // world.size)
-    loss_sum = torch.zeros((), device=device)
+    partial = partial or {}
+    loss_sum = torch.tensor(float(partial.get("loss_sum", 0.0)), device=device)
     aux_sum: torch.Tensor | None = None
-    seen, mine, done, began = 0, 0, 0, time.perf_counter()
+    seen, mine, done = (int(partial.get(k, 0)) for k in ("seen", "mine", "done"))
+    began = time.perf_counter() - float(partial.get("seconds", 0.0))
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=None if world.main else True)
+    skip = done
     for batch in bar:
+        if skip:
+            skip -= 1
+            continue
         total = parallel.rows(batch)
         if total < world.size:  # a tail smaller than the world: every rank skips it
             continue
@@ -262,6 +294,9 @@ def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim
         seen, done = seen + total, done + 1
         if done % cfg.log_every == 0:
             bar.set_postfix(loss=f"{float(loss_sum) / done:.4f}")
+        if on_step and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+            on_step({"done": done, "seen": seen, "mine": mine, "loss_sum": float(loss_sum),
+                     "seconds": time.perf_counter() - began})
     train_loss = float(parallel.all_mean(loss_sum, world)) / max(1, done)  # waits for the GPU
     elapsed = time.perf_counter() - began
     record = {"epoch": float(epoch), "train_loss": train_loss,

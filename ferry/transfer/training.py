@@ -26,7 +26,7 @@ DONE = "complete.json"
 # Settings that change how fast training runs, not what it learns: a checkpoint made with
 # one of them resumes under another (and under any number of DDP processes).
 SPEED_KEYS = {"resume", "log_every", "device", "fast", "compile", "compile_width_multiple",
-              "compile_mode"}
+              "compile_mode", "checkpoint_every"}
 PREDICTIONS = "predictions.json"
 
 
@@ -133,6 +133,7 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
                                     "best_metric": result.best_metric,
                                     "seconds": result.seconds, "trainable_params": trainable,
                                     "resumed_from": result.resumed_from,
+                                    "resumed_step": result.resumed_step,
                                     "world_size": worker.size, "history": result.history})
     return Outcome(out, policy.name, result.best_epoch, result.best_metric,
                    result.resumed_from, result.seconds, trainable)
