@@ -259,6 +259,9 @@ class TrackingConfig(_Strict):
     model_name: str = "ferry-rotten-tomatoes"
     alias: str = "challenger"
     run_name: str | None = None
+    # A tracking server that stops answering is waited for (retries with backoff) this long
+    # before the run fails with a clear error; nothing half-registered is left either way.
+    outage_window_s: float = Field(300.0, ge=0)
 
 
 class PromotionConfig(_Strict):

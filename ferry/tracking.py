@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
 
 from ferry.config import FerryConfig
+from ferry.errors import FerryError
 
 INPUT_EXAMPLE = ["A gripping, beautifully acted film."]
 
@@ -38,9 +39,68 @@ def tracking_uri(cfg: FerryConfig, root: Path) -> str:
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
+class TrackingUnavailable(FerryError):
+    """The tracking server stayed unreachable for longer than tracking.outage_window_s."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection that never reached the server (refused, reset, DNS, 502-504): safe to
+    send again. Anything the server answered (a 4xx, a bad request) is not retried."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return True
+    text = str(exc)
+    return isinstance(exc, mlflow.exceptions.MlflowException) and any(
+        needle in text for needle in ("Max retries exceeded", "Connection refused",
+                                      "Connection aborted", "Failed to establish",
+                                      "RemoteDisconnected", "too many 50"))
+
+
+def retrying(cfg: FerryConfig, what: str, call: Callable[[], Any]) -> Any:
+    """``call()``, retried with backoff (0.5 s doubling to 10 s) while the tracking server is
+    unreachable, for at most ``tracking.outage_window_s``; then a clear TrackingUnavailable."""
+    import logging
+
+    deadline, delay = time.monotonic() + cfg.tracking.outage_window_s, 0.5
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise TrackingUnavailable(
+                    f"MLflow tracking server unreachable for {cfg.tracking.outage_window_s:.0f} s "
+                    f"({what}): {str(exc)[:300]}. Nothing was registered or moved; completed "
+                    "training is checkpointed, so a re-run resumes once the server is back "
+                    "(tracking.outage_window_s sets the wait).") from None
+            logging.getLogger("ferry").warning("MLflow unreachable (%s); retrying in %.1f s",
+                                               what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class _Resilient:
+    """An MlflowClient whose every call waits out a tracking-server outage (``retrying``)."""
+
+    def __init__(self, inner: MlflowClient, cfg: FerryConfig) -> None:
+        self._inner, self._cfg = inner, cfg
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: retrying(self._cfg, name, lambda: attr(*args, **kwargs))
+
+
 def client(cfg: FerryConfig, root: Path) -> MlflowClient:
-    """A client bound to the configured store (also sets the process-wide URIs for pyfunc)."""
+    """A client bound to the configured store (also sets the process-wide URIs for pyfunc);
+    its calls wait out a server outage of up to ``tracking.outage_window_s``."""
     uri = tracking_uri(cfg, root)
+    # MLflow's own HTTP retries would wait ~2 min per call, silently; Ferry's window rules.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -49,7 +109,7 @@ def client(cfg: FerryConfig, root: Path) -> MlflowClient:
             os.environ.pop(key, None)  # reads the environment as the user's choice)
         else:
             os.environ[key] = value
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return _Resilient(MlflowClient(tracking_uri=uri, registry_uri=uri), cfg)  # type: ignore[return-value]
 
 
 def _experiment_id(mc: MlflowClient, cfg: FerryConfig, root: Path) -> str:
@@ -219,11 +279,14 @@ def register(cfg: FerryConfig, root: Path, run_id: str, model_dir: Path,
     kwargs = {"python_model": ImageClassifierModel()} if image else {
         "python_model": TextClassifierModel(), "input_example": INPUT_EXAMPLE,
         "signature": SIGNATURE}
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model", artifacts={"model": str(model_dir)},
-            code_paths=[str(Path(ferry.__file__).parent)],
-            pip_requirements=_requirements(image), **kwargs)
+    def log_model():  # all artifacts, or (retried) a fresh logged model; never registered half
+        with mlflow.start_run(run_id=run_id):
+            return mlflow.pyfunc.log_model(
+                name="model", artifacts={"model": str(model_dir)},
+                code_paths=[str(Path(ferry.__file__).parent)],
+                pip_requirements=_requirements(image), **kwargs)
+
+    info = retrying(cfg, "log the model", log_model)
     name = cfg.tracking.model_name
     try:
         mc.get_registered_model(name)
