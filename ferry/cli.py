@@ -60,11 +60,14 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, nproc: NprocOpt = None) -
 @app.command()
 def promote(config: ConfigOpt = None, set_: SetOpt = None,
             model: Annotated[str | None, typer.Option(help="Registered model name "
-                             "(default: tracking.model_name).")] = None) -> None:
+                             "(default: tracking.model_name).")] = None,
+            version: Annotated[int | None, typer.Option(min=1, help="Promote this version "
+                               "instead of @challenger.")] = None) -> None:
     """Promote @challenger to @champion if it beats the champion on the same holdout."""
     import importlib
 
-    cfg = _with_model(_config(config, set_), model)
+    extra = [f"promotion.challenger_version={version}"] if version else []
+    cfg = _with_model(_config(config, [*(set_ or []), *extra]), model)
     result = importlib.import_module("flows.promote").promote(cfg)
     verb = "PROMOTED" if result["promote"] else "kept"
     typer.secho(f"{result['model']}: v{result['challenger']} vs champion "

@@ -276,6 +276,8 @@ class PromotionConfig(_Strict):
     max_recall_drop: float = Field(0.05, ge=0, le=1)
     min_accuracy: float = Field(0.6, ge=0, le=1)
     min_macro_f1: float = Field(0.6, ge=0, le=1)
+    # Promote this registered version instead of the one @challenger points at.
+    challenger_version: int | None = Field(None, ge=1)
 
 
 class PathsConfig(_Strict):

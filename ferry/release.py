@@ -25,7 +25,8 @@ def promote(cfg: FerryConfig, version: DataVersion, prepared: Prepared, run_id: 
     from ferry.errors import PromotionError
 
     name, gates = cfg.tracking.model_name, cfg.promotion
-    chal = tracking.alias_version(cfg, root(), name, cfg.tracking.alias)
+    chal = (str(gates.challenger_version) if gates.challenger_version else
+            tracking.alias_version(cfg, root(), name, cfg.tracking.alias))
     if chal is None:
         raise PromotionError(f"model {name!r} has no @{cfg.tracking.alias} version to promote "
                              "(run `ferry run` first, or set tracking.model_name)")
@@ -51,12 +52,27 @@ def promote(cfg: FerryConfig, version: DataVersion, prepared: Prepared, run_id: 
             "promotion.last_challenger": chal, "promotion.last_decision":
             record["promotion.decision"], "promotion.last_run_id": run_id})
     if decision.promote:
+        _still_champion(cfg, name, champ)
         tracking.set_alias(cfg, root(), name, gates.champion_alias, chal)  # the last step
         tracking.set_version_tags(cfg, root(), name, chal, {"promotion.promoted_at": time.time()})
     return {"model": name, "challenger": chal, "champion_before": champ,
             "champion": chal if decision.promote else champ, **decision.as_dict(),
             "run_id": run_id, "scores": scores.flat("challenger") |
             (held.flat("champion") if held else {})}
+
+
+def _still_champion(cfg: FerryConfig, name: str, champ: str | None) -> None:
+    """The champion this decision compared against must still hold the alias: a decision
+    against a champion another promotion replaced meanwhile is void (the flows serialise
+    promotions with a lock; this guards direct library use and a lost lock)."""
+    from ferry import tracking
+    from ferry.errors import PromotionError
+
+    now = tracking.alias_version(cfg, root(), name, cfg.promotion.champion_alias)
+    if now != champ:
+        raise PromotionError(f"@{cfg.promotion.champion_alias} of {name!r} moved from "
+                             f"v{champ or '-'} to v{now} during this decision; nothing moved, "
+                             "promote again to compare against the new champion")
 
 
 def retrain_check(cfg: FerryConfig) -> dict:

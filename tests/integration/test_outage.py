@@ -7,51 +7,21 @@ message and the registry holds nothing unloadable.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ferry import stack
 from ferry.config import load_config
 from ferry.errors import FerryError
 from tests.conftest import review_rows, tiny_overrides, write_csv
+from tests.servers import Server, in_thread
 
 
-class Server:
-    """``mlflow server`` on a SQLite store with served artifacts; stoppable and restartable
-    on the same port and store."""
+def transfer_flow():
+    from flows.transfer import transfer
 
-    def __init__(self, home: Path) -> None:
-        self.home, self.port = home, stack.free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", "1", "--backend-store-uri",
-               f"sqlite:///{self.home / 'mlflow.db'}", "--serve-artifacts",
-               "--artifacts-destination", str(self.home / "artifacts")]
-        log = (self.home / "log.txt").open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True,
-                                     env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION":
-                                          "false"})
-        deadline = time.monotonic() + 120
-        while not stack._http_ok(f"{self.uri}/health"):
-            assert self.proc.poll() is None and time.monotonic() < deadline, \
-                (self.home / "log.txt").read_text(errors="replace")[-3000:]
-            time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+    return transfer
 
 
 @pytest.fixture
@@ -60,22 +30,6 @@ def server(tmp_path):
     srv.start()
     yield srv
     srv.stop()
-
-
-def _in_thread(cfg):
-    from flows.transfer import transfer
-
-    out: dict = {}
-
-    def work():
-        try:
-            out["result"] = transfer(cfg)
-        except BaseException as exc:
-            out["error"] = exc
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    return thread, out
 
 
 def _wait_for_metric(uri: str, key: str, timeout: float = 300) -> None:
@@ -95,7 +49,7 @@ def test_flow_waits_out_an_outage_and_registers_a_loadable_model(server, project
     cfg = load_config(None, [*tiny_overrides(tiny_bert, data), f"tracking.uri={server.uri}",
                              "train.epochs=3", "train.batch_size=8", "baseline=none",
                              "shift.enabled=false", "tracking.outage_window_s=120"])
-    thread, out = _in_thread(cfg)
+    thread, out = in_thread(transfer_flow(), cfg)
     _wait_for_metric(server.uri, "val_accuracy")  # epoch 1 logged: training goes on
     server.stop()
     down = time.monotonic()
@@ -123,7 +77,7 @@ def test_outage_longer_than_the_window_fails_clearly_and_registers_nothing(
     cfg = load_config(None, [*tiny_overrides(tiny_bert, data), f"tracking.uri={server.uri}",
                              "train.epochs=3", "train.batch_size=8", "baseline=none",
                              "shift.enabled=false", "tracking.outage_window_s=5"])
-    thread, out = _in_thread(cfg)
+    thread, out = in_thread(transfer_flow(), cfg)
     _wait_for_metric(server.uri, "val_accuracy")
     server.stop()
     thread.join(600)
