@@ -1,3 +1,4 @@
 -- One database per server, as `ferry stack up` creates them.
 CREATE DATABASE mlflow;
+CREATE DATABASE mlflow_auth;
 CREATE DATABASE prefect;

@@ -313,8 +313,20 @@ class FerryConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def flat(self) -> dict[str, str]:
-        """Dotted-key params for MLflow (``train.lr`` -> ``'0.0005'``)."""
-        return {k: str(v) for k, v in _flatten(self.model_dump(mode="json")).items()}
+        """Dotted-key params for MLflow (``train.lr`` -> ``'0.0005'``), credentials in URIs
+        masked (params are readable by everyone with access to the experiment)."""
+        return {k: redact(str(v)) for k, v in _flatten(self.model_dump(mode="json")).items()}
+
+    def public_yaml(self) -> str:
+        """``to_yaml`` with credentials in URIs masked: the form logged to MLflow."""
+        return redact(self.to_yaml())
+
+
+def redact(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
+    import re
+
+    return re.sub(r"(\w+://[^/\s:@]+:)[^@\s/]+@", r"\1***@", text)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from ferry.errors import FerryError
 
 STATE = "stack.json"
+CREDENTIALS = "credentials.json"
 POOL = "ferry"
 
 
@@ -61,8 +62,35 @@ class Stack:
         return f"{driver}://ferry@127.0.0.1:{self.ports.postgres}/{name}"
 
     def client_env(self) -> dict[str, str]:
-        """What a process needs to use this stack (the worker gets exactly this)."""
-        return {"MLFLOW_TRACKING_URI": self.mlflow_uri, "PREFECT_API_URL": self.prefect_api}
+        """What a process needs to use this stack (the worker gets exactly this): URLs and
+        the credentials from the stack's own credentials file (never from the repo)."""
+        creds = credentials(Path(self.home))
+        return {"MLFLOW_TRACKING_URI": self.mlflow_uri, "PREFECT_API_URL": self.prefect_api,
+                "MLFLOW_TRACKING_USERNAME": creds["mlflow_user"],
+                "MLFLOW_TRACKING_PASSWORD": creds["mlflow_password"],
+                "PREFECT_API_AUTH_STRING": creds["prefect_auth"]}
+
+
+def credentials(home: Path) -> dict[str, str]:
+    """The stack's credentials, generated on first use into ``home/credentials.json``
+    (mode 600, under the git-ignored .ferry/): MLflow's basic-auth admin and Prefect's API
+    auth string. Set FERRY_MLFLOW_PASSWORD / FERRY_PREFECT_PASSWORD to choose them."""
+    import json
+    import secrets
+
+    path = home / CREDENTIALS
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    home.mkdir(parents=True, exist_ok=True)
+    creds = {"mlflow_user": "admin",
+             "mlflow_password": os.environ.get("FERRY_MLFLOW_PASSWORD") or
+             secrets.token_urlsafe(18),
+             "prefect_auth": "ferry:" + (os.environ.get("FERRY_PREFECT_PASSWORD") or
+                                         secrets.token_urlsafe(18))}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(creds, handle)
+    return creds
 
 
 def free_port() -> int:
@@ -182,18 +210,30 @@ def _postgres(stack: Stack) -> None:
              f"-p {stack.ports.postgres} -h 127.0.0.1 -k {folder}", "start"], "start")
     stack.pids["postgres"] = int((data / "postmaster.pid").read_text().split()[0])
     _save(stack)
-    for name in ("mlflow", "prefect"):
+    for name in ("mlflow", "mlflow_auth", "prefect"):
         subprocess.run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(stack.ports.postgres),
                         "-U", "ferry", name], capture_output=True)  # exists already: fine
 
 
 def _mlflow(stack: Stack) -> None:
+    """MLflow with its basic-auth app: every request needs the admin (or a user) login."""
     folder = Path(stack.home) / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    auth = folder / "basic_auth.ini"
+    auth.write_text("[mlflow]\ndefault_permission = READ\n"
+                    f"database_uri = {stack.database('mlflow_auth')}\n"
+                    "admin_username = admin\n"
+                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth"
+                    "\nauth_cache_ttl_seconds = 60\n",  # PBKDF2 once a minute, not per request
+                    encoding="utf-8")
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
-           "--port", str(stack.ports.mlflow), "--workers", "1",
+           "--port", str(stack.ports.mlflow), "--workers", "1", "--app-name", "basic-auth",
            "--backend-store-uri", stack.database("mlflow"),
            "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts"]
-    _spawn(stack, "mlflow", cmd, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    _spawn(stack, "mlflow", cmd, {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_AUTH_CONFIG_PATH": str(auth),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": credentials(Path(stack.home))["mlflow_password"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": credentials(Path(stack.home))["mlflow_password"]})
     _wait(lambda: _http_ok(f"{stack.mlflow_uri}/health"), "mlflow server", folder / "log.txt")
 
 
@@ -205,7 +245,8 @@ def _prefect(stack: Stack) -> None:
         "PREFECT_HOME": str(folder / "home"),
         "PREFECT_API_DATABASE_CONNECTION_URL": stack.database("prefect",
                                                               "postgresql+asyncpg"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"})
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_API_AUTH_STRING": credentials(Path(stack.home))["prefect_auth"]})
     _wait(lambda: _http_ok(f"{stack.prefect_api}/health"), "prefect server",
           folder / "log.txt", timeout=180)
 

@@ -133,7 +133,7 @@ def start_run(cfg: FerryConfig, root: Path, run_name: str, tags: dict[str, str])
     params = [mlflow.entities.Param(k, v[:6000]) for k, v in cfg.flat().items()]
     for start in range(0, len(params), 100):
         mc.log_batch(run_id, params=params[start:start + 100])
-    mc.log_text(run_id, cfg.to_yaml(), "config.yaml")
+    mc.log_text(run_id, cfg.public_yaml(), "config.yaml")
     return run_id
 
 

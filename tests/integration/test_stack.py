@@ -43,10 +43,12 @@ def stack(tmp_path):
 
 
 def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, tiny_bert,
-                                                                        tmp_path):
+                                                                        tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     project, running = stack
+    for key, value in running.client_env().items():  # this process's MLflow client logs in
+        monkeypatch.setenv(key, value)
     env = {**os.environ, **running.client_env(), "FERRY_PROJECT_DIR": str(project),
            "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
     stack_mod.deploy(running.client_env(), project)
@@ -70,9 +72,44 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
     worker_log = (Path(running.home) / "worker" / "log.txt").read_text(errors="replace")
     assert f"data version {champion.tags['data.md5']} is the one tiny v1 (@champion) " \
         "was trained on: skipping training" in worker_log
+    _unauthenticated_clients_are_refused(running, project, monkeypatch)
 
 
-def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_path):
+def _unauthenticated_clients_are_refused(running, project, monkeypatch) -> None:
+    """Access: without the stack's credentials nobody registers, moves an alias or talks to
+    the Prefect API; the credentials are nowhere in the run's logged params."""
+    import httpx
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    creds = stack_mod.credentials(Path(running.home))
+    assert (Path(running.home) / stack_mod.CREDENTIALS).stat().st_mode & 0o077 == 0
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(key)
+    anonymous = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
+    with pytest.raises(MlflowException, match=r"401|Unauthorized|credentials"):
+        anonymous.create_registered_model("intruder")
+    with pytest.raises(MlflowException, match=r"401|Unauthorized|credentials"):
+        anonymous.set_registered_model_alias("tiny", "champion", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    with pytest.raises(MlflowException, match=r"401|Unauthorized|credentials"):
+        anonymous.set_registered_model_alias("tiny", "champion", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", creds["mlflow_password"])
+    owner = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
+    assert owner.get_model_version_by_alias("tiny", "champion").version == "1"
+    assert [m.name for m in owner.search_registered_models()] == ["tiny"]
+    runs = owner.search_runs([e.experiment_id for e in owner.search_experiments()])
+    logged = " ".join(f"{k}={v}" for r in runs for k, v in r.data.params.items())
+    assert creds["mlflow_password"] not in logged and creds["prefect_auth"] not in logged
+    api = running.prefect_api
+    assert httpx.post(f"{api}/flows/filter", json={}).status_code == 401
+    user, password = creds["prefect_auth"].split(":", 1)
+    assert httpx.post(f"{api}/flows/filter", json={}, auth=(user, password)).status_code == 200
+
+
+def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_path,
+                                                        monkeypatch):
     """``sweep.deployment``: each strategy is a flow run of the sweep-member deployment,
     picked up by the pool's worker; the parent compares them and registers the best."""
     from mlflow.tracking import MlflowClient
@@ -94,14 +131,18 @@ def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_pa
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + \
         log.read_text(errors="replace")[-3000:]
     assert "best by validation" in out.stdout
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: running.client_env()["PREFECT_API_URL"]}), \
+    stack_env = running.client_env()
+    with temporary_settings({PREFECT_API_URL: stack_env["PREFECT_API_URL"],
+                             PREFECT_API_AUTH_STRING: stack_env["PREFECT_API_AUTH_STRING"]}), \
             get_client(sync_client=True) as client:
         members = [r for r in client.read_flow_runs() if r.name.startswith("sweep-")]
     assert sorted(r.name.rsplit("-", 1)[1] for r in members) == ["full", "linear_probe"]
     assert all(r.state.is_completed() and r.work_pool_name == "ferry" for r in members)
     assert "ferry-sweep-member" in log.read_text(errors="replace")  # the worker ran them
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(key, stack_env[key])
     mc = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
     version = mc.get_model_version_by_alias("tiny", "challenger")
     parent = mc.get_run(version.run_id).data.tags["mlflow.parentRunId"]

@@ -88,3 +88,12 @@ def test_one_store_does_not_leak_into_the_next_config(tmp_path, monkeypatch):
     cfg = FerryConfig()
     tracking.client(cfg, tmp_path / "a")
     assert tracking.tracking_uri(cfg, tmp_path / "b").endswith("/b/mlruns/mlflow.db")
+
+
+def test_credentials_in_uris_never_reach_logged_params():
+    from ferry.config import FerryConfig
+
+    cfg = FerryConfig.model_validate({"tracking": {"uri": "http://admin:s3cret@mlflow:5000"}})
+    assert cfg.flat()["tracking.uri"] == "http://admin:***@mlflow:5000"
+    assert "s3cret" not in cfg.public_yaml() and "s3cret" not in str(cfg.flat())
+    assert cfg.tracking.uri == "http://admin:s3cret@mlflow:5000"  # still usable by the client

@@ -52,3 +52,30 @@ def test_prefect_yaml_deploys_to_the_stack_pool():
     assert names["nightly-retrain"]["entrypoint"] == "flows/retrain.py:retrain"
     scheduled = [names["nightly-retrain"], names["weekly-sweep"]]
     assert all(d["schedules"][0]["cron"] for d in scheduled)
+
+
+def test_both_stacks_require_credentials_from_the_environment():
+    services = _compose()["services"]
+    assert "--app-name" in services["mlflow"]["command"]
+    assert services["mlflow"]["command"][services["mlflow"]["command"].index("--app-name") + 1] \
+        == "basic-auth"
+    env = services["mlflow"]["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${FERRY_MLFLOW_PASSWORD:?")
+    assert services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"] \
+        .startswith("ferry:${FERRY_PREFECT_PASSWORD:?")
+    worker = services["prefect-worker"]["environment"]
+    assert worker["MLFLOW_TRACKING_PASSWORD"].startswith("${FERRY_MLFLOW_PASSWORD")
+    ini = (DOCKER / "mlflow-basic-auth.ini").read_text(encoding="utf-8")
+    assert "mlflow_auth" in ini and "admin_password" not in ini.replace("# ", "")
+    init = (DOCKER / "postgres-init.sql").read_text(encoding="utf-8")
+    assert "CREATE DATABASE mlflow_auth;" in init
+
+
+def test_local_stack_credentials_are_generated_private_and_handed_to_clients(tmp_path):
+    local = stack.Stack(home=str(tmp_path), ports=stack.Ports())
+    env = local.client_env()
+    creds = stack.credentials(tmp_path)
+    assert (tmp_path / stack.CREDENTIALS).stat().st_mode & 0o777 == 0o600
+    assert env["MLFLOW_TRACKING_PASSWORD"] == creds["mlflow_password"]
+    assert env["PREFECT_API_AUTH_STRING"] == creds["prefect_auth"]
+    assert len(creds["mlflow_password"]) >= 20 and stack.credentials(tmp_path) == creds
