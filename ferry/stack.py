@@ -280,7 +280,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def down(home: Path, timeout: float = 30) -> list[str]:
+def down(home: Path, timeout: float = 10) -> list[str]:
     """Stop every service of the stack at ``home``; returns the names stopped."""
     stack = load(home.resolve())
     if stack is None:
