@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -20,17 +20,13 @@ from tests.conftest import review_rows, tiny_overrides, write_csv
 def registered(tmp_path_factory, tiny_bert, prefect_harness):
     """A project whose registry already holds one version with the alias set."""
     root = tmp_path_factory.mktemp("bad-input")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with contextlib.chdir(root):
         from flows.transfer import transfer
 
         overrides = tiny_overrides(tiny_bert, write_csv(root / "good.csv", review_rows(120)))
         cfg = load_config(None, overrides)
         transfer(cfg)
         yield root, overrides, cfg
-    finally:
-        os.chdir(cwd)
 
 
 def _bad_csv(root, name, mutate):

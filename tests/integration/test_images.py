@@ -4,7 +4,7 @@ EfficientNet-Lite0 weights, the real flow, MLflow registry and pyfunc; bad image
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 
 import numpy as np
@@ -38,16 +38,12 @@ def image_run(tmp_path_factory, prefect_harness):
     root = tmp_path_factory.mktemp("images")
     manifest = recipes.build("fashion-mnist", root / "fm" / "manifest.csv",
                              DataConfig(image=ImageConfig(subset_train=200, subset_test=60)))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with contextlib.chdir(root):
         from flows.transfer import transfer
 
         cfg = load_config(None, image_overrides(manifest))
         result = transfer(cfg)
         yield root, manifest, cfg, result
-    finally:
-        os.chdir(cwd)
 
 
 def test_image_flow_trains_scores_and_registers(image_run):

@@ -8,7 +8,7 @@ validation, not a Python start.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 
 import pytest
@@ -27,9 +27,7 @@ AWKWARD = awkward_cases()
 def registered(tmp_path_factory, tiny_bert, prefect_harness):
     """A project whose registry holds one version with its alias."""
     root = tmp_path_factory.mktemp("corpus")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with contextlib.chdir(root):
         from flows.transfer import transfer
 
         overrides = [*tiny_overrides(tiny_bert, write_csv(root / "good.csv", review_rows(120))),
@@ -37,8 +35,6 @@ def registered(tmp_path_factory, tiny_bert, prefect_harness):
         cfg = load_config(None, overrides)
         transfer(cfg)
         yield root, overrides, cfg
-    finally:
-        os.chdir(cwd)
 
 
 def _cli(args: list[str], overrides: list[str]) -> int:

@@ -10,7 +10,7 @@ M  G with its "fresh" logit lowered by the median margin of the true-fresh holdo
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 
 import numpy as np
@@ -29,9 +29,7 @@ from tests.conftest import review_rows, tiny_overrides, write_csv
 def trained(tmp_path_factory, tiny_bert, prefect_harness):
     """A project with the tiny BERT trained once by the transfer flow (model 'tiny' v1)."""
     root = tmp_path_factory.mktemp("promotion")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with contextlib.chdir(root):
         from flows.transfer import transfer
 
         overrides = tiny_overrides(tiny_bert, write_csv(root / "good.csv", review_rows(160)))
@@ -39,8 +37,6 @@ def trained(tmp_path_factory, tiny_bert, prefect_harness):
         result = transfer(cfg)
         folder = tracking.model_folder(cfg, root, "tiny", "1", root / "g")
         yield root, overrides, result["run_id"], folder
-    finally:
-        os.chdir(cwd)
 
 
 def _head_variant(src, dst, edit):

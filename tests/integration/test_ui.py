@@ -4,6 +4,7 @@ run page shows the confusion-matrix artifact. Screenshots are kept as test artif
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -43,9 +44,7 @@ def _browse(url: str, screenshot: Path) -> str:
 def ui(tmp_path_factory, tiny_bert, prefect_harness):
     """A store with one trained, promoted model, and `mlflow server` serving it."""
     root = tmp_path_factory.mktemp("ui")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with contextlib.chdir(root):
         from flows.promote import promote
         from flows.transfer import transfer
 
@@ -54,8 +53,6 @@ def ui(tmp_path_factory, tiny_bert, prefect_harness):
                                  "promotion.min_macro_f1=0"])
         result = transfer(cfg)
         assert promote(cfg)["promote"]
-    finally:
-        os.chdir(cwd)
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
