@@ -125,35 +125,25 @@ def run_member(cfg: FerryConfig, name: str, source: PretrainedSource,
     return result
 
 
-def spread(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
-           parent_id: str, scratch: steps.Trained) -> list[StrategyResult]:
-    """Every strategy as a flow run of ``sweep.deployment`` at once; waits for all of them.
+def member_params(cfg: FerryConfig, name: str, source: PretrainedSource,
+                  prepared: steps.Prepared, parent_id: str, scratch: steps.Trained) -> dict:
+    """The parameters of one spread-sweep member flow run (JSON: they cross the Prefect API)."""
+    return {"cfg": cfg.model_dump(mode="json"), "name": name,
+            "source": source.model_dump(mode="json"),
+            "prepared": prepared.model_dump(mode="json"), "parent_id": parent_id,
+            "scratch": scratch.model_dump(mode="json")}
 
-    Workers pick the runs up as they have room, so a pool of GPU machines trains the
-    strategies side by side. A member that fails fails the sweep, naming it.
-    """
-    from concurrent.futures import ThreadPoolExecutor
 
-    from prefect.deployments import run_deployment
-
-    def launch(name: str):
-        params = {"cfg": cfg.model_dump(mode="json"), "name": name,
-                  "source": source.model_dump(mode="json"),
-                  "prepared": prepared.model_dump(mode="json"), "parent_id": parent_id,
-                  "scratch": scratch.model_dump(mode="json")}
-        return run_deployment(cfg.sweep.deployment, parameters=params, timeout=None,
-                              flow_run_name=f"sweep-{parent_id[:8]}-{name}")
-
-    names = cfg.sweep.strategies
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        runs = list(pool.map(launch, names))
-    failed = [f"{n} ({r.state.name if r.state else 'no state'})" for n, r in
-              zip(names, runs, strict=True) if not (r.state and r.state.is_completed())]
+def collect_members(cfg: FerryConfig, parent_id: str,
+                    outcomes: list[tuple[str, str | None]]) -> list[StrategyResult]:
+    """The members' results from their files; ``outcomes`` is (strategy, failed state name or
+    None) per member. A member that did not complete fails the sweep, naming it."""
+    failed = [f"{name} ({state})" for name, state in outcomes if state is not None]
     if failed:
         raise FerryError(f"sweep members did not complete on {cfg.sweep.deployment}: "
                          f"{', '.join(failed)}; see those flow runs' logs")
     return [StrategyResult.model_validate_json(
-        member_file(cfg, parent_id, n).read_text(encoding="utf-8")) for n in names]
+        member_file(cfg, parent_id, name).read_text(encoding="utf-8")) for name, _ in outcomes]
 
 
 def register_best(cfg: FerryConfig, results: list[StrategyResult], best: str,

@@ -26,8 +26,26 @@ def run_strategy(cfg: FerryConfig, name: str, source: PretrainedSource,
 @task(name="spread_strategies")
 def spread_strategies(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
                       parent_id: str, scratch: steps.Trained) -> list[experiments.StrategyResult]:
-    """Every strategy as a flow run of ``sweep.deployment``, on the pool's workers."""
-    return experiments.spread(cfg, source, prepared, parent_id, scratch)
+    """Every strategy as a flow run of ``sweep.deployment`` at once; waits for all of them.
+
+    Workers pick the runs up as they have room, so a pool of GPU machines trains the
+    strategies side by side; each member leaves its result file for the parent.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.deployments import run_deployment
+
+    def launch(name: str) -> tuple[str, str | None]:
+        run = run_deployment(cfg.sweep.deployment, timeout=None,
+                             parameters=experiments.member_params(cfg, name, source, prepared,
+                                                                  parent_id, scratch),
+                             flow_run_name=f"sweep-{parent_id[:8]}-{name}")
+        done = run.state is not None and run.state.is_completed()
+        return name, None if done else (run.state.name if run.state else "no state")
+
+    with ThreadPoolExecutor(max_workers=len(cfg.sweep.strategies)) as pool:
+        outcomes = list(pool.map(launch, cfg.sweep.strategies))
+    return experiments.collect_members(cfg, parent_id, outcomes)
 
 
 @task(name="run_member", task_run_name="member-{name}")
