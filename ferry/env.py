@@ -20,6 +20,9 @@ OFFLINE = {
     "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
     "TOKENIZERS_PARALLELISM": "false",
     "GIT_PYTHON_REFRESH": "quiet",
+    # Quiet at the source: bars that print to files and CI logs as pages of carriage returns.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -27,10 +27,11 @@ class StrategyResult(BaseModel):
     metrics: dict[str, float]
 
 
-def with_strategy(cfg: FerryConfig, name: str) -> FerryConfig:
-    """The config with another strategy (everything else, data and budget included, equal)."""
-    strategy = cfg.strategy.model_copy(update={"name": name})
-    return cfg.model_copy(update={"strategy": strategy})
+def sweep_strategies(cfg: FerryConfig) -> list[str]:
+    """``sweep.strategies``, or (null) every registered strategy that fits the modality."""
+    from ferry.transfer.strategies import applicable
+
+    return list(cfg.sweep.strategies or applicable(cfg.data.modality))
 
 
 def scratch_baseline(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,
@@ -45,9 +46,9 @@ def run_strategy(cfg: FerryConfig, name: str, source: PretrainedSource,
                  prepared: steps.Prepared, parent_id: str,
                  scratch: steps.Trained) -> StrategyResult:
     """One strategy as a child run: train, score, receipt against the shared scratch model."""
-    child = with_strategy(cfg, name)
-    run_id = steps.start_run(child, parent_id=parent_id)
-    try:
+    child = cfg.with_strategy(name)
+    with steps.lifecycle(lambda: steps.start_run(child, parent_id=parent_id),
+                         lambda run_id, ok: steps.finish_run(child, run_id, ok)) as run_id:
         features = steps.extract_features(child, source, prepared)
         trained = steps.fine_tune(child, source, prepared, features, run_id)
         metrics = steps.evaluate(child, trained, prepared, run_id)
@@ -56,10 +57,6 @@ def run_strategy(cfg: FerryConfig, name: str, source: PretrainedSource,
         metrics |= {"train_minutes": _minutes(child, trained, features),
                     "trainable_params": float(trained.trainable_params)}
         steps.log_metrics(child, run_id, metrics)
-    except BaseException:
-        steps.finish_run(child, run_id, ok=False)
-        raise
-    steps.finish_run(child, run_id, ok=True)
     return StrategyResult(strategy=name, run_id=run_id, trained=trained, metrics=metrics)
 
 
@@ -81,16 +78,16 @@ def workers(cfg: FerryConfig, source: PretrainedSource) -> int:
     params = sum(f.stat().st_size for f in Path(source.path).glob("*.safetensors"))
     need = 4 * params + (1 << 30)  # weights, grads, two Adam moments + activations headroom
     if torch.cuda.is_available() and cfg.train.device != "cpu":
-        free, cap = torch.cuda.mem_get_info()[0], len(cfg.sweep.strategies)
+        free, cap = torch.cuda.mem_get_info()[0], len(sweep_strategies(cfg))
     else:
         free, cap = psutil.virtual_memory().available, max(1, (os.cpu_count() or 1) // 4)
-    return max(1, min(cap, len(cfg.sweep.strategies), free // need))
+    return max(1, min(cap, len(sweep_strategies(cfg)), free // need))
 
 
 def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> dict:
     """Comparison table (CSV) and chart (PNG) on the parent run; the winner by validation."""
-    from ferry import tracking
     from ferry.evaluation import comparison
+    from ferry.tracking import Tracker
 
     rows = [{"strategy": r.strategy, "val_accuracy": r.trained.best_val_accuracy,
              **{k: r.metrics.get(k) for k in comparison.COLUMNS},
@@ -98,12 +95,11 @@ def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> 
             for r in results]
     out_dir = Path(cfg.paths.reports) / "sweeps" / parent_id
     files = comparison.write(rows, out_dir)
-    tracking.log_artifacts(cfg, steps.root(), parent_id, files, "comparison")
+    run = Tracker(cfg, steps.root()).run(parent_id)
+    run.artifacts(files, "comparison")
     best = comparison.best(rows)
-    tracking.set_tags(cfg, steps.root(), parent_id, {"ferry.best_strategy": best["strategy"],
-                                                    "ferry.best_run_id": best["run_id"]})
-    tracking.log_metrics(cfg, steps.root(), parent_id, {
-        f"{r['strategy']}_test_accuracy": r["test_accuracy"] for r in rows})
+    run.tags({"ferry.best_strategy": best["strategy"], "ferry.best_run_id": best["run_id"]})
+    run.metrics({f"{r['strategy']}_test_accuracy": r["test_accuracy"] for r in rows})
     return {"rows": rows, "best": best["strategy"], "table": str(files[0])}
 
 
@@ -151,7 +147,7 @@ def register_best(cfg: FerryConfig, results: list[StrategyResult], best: str,
                   rows: dict[str, int] | None = None) -> steps.Registered:
     """Register the winner (chosen on validation) from its own child run."""
     winner = next(r for r in results if r.strategy == best)
-    child = with_strategy(cfg, best)
+    child = cfg.with_strategy(best)
     return steps.register(child, winner.trained, winner.run_id, version, source,
                           winner.metrics, rows)
 
@@ -173,15 +169,16 @@ def curve_point(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prep
 
 def curve_report(cfg: FerryConfig, run_id: str, points: list[dict]) -> list[dict]:
     """Summary table, every point and the plot on the curve run; gains as metrics."""
-    from ferry import tracking
+    from ferry.tracking import Tracker
     from ferry.transfer import curve
 
     rows = curve.summarise(points)
     files = curve.write(points, rows, Path(cfg.paths.reports) / "curves" / run_id)
-    tracking.log_artifacts(cfg, steps.root(), run_id, files, "curve")
+    run = Tracker(cfg, steps.root()).run(run_id)
+    run.artifacts(files, "curve")
     metrics = {}
     for row in rows:
         for key in ("pretrained_accuracy", "scratch_accuracy", "gain"):
             metrics[f"curve_k{row['k']}_{key}"] = row[key]
-    tracking.log_metrics(cfg, steps.root(), run_id, metrics)
+    run.metrics(metrics)
     return rows

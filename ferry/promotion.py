@@ -41,12 +41,12 @@ class Decision:
 def score(cfg: FerryConfig, model_dir: Path, split_dir: Path) -> Scores:
     """Score an exported model folder on the test split (no cache: both models, same rows)."""
     from ferry.evaluation import metrics
-    from ferry.transfer.training import test_probabilities
+    from ferry.transfer.scoring import test_probabilities
 
     y_true, probs, meta = test_probabilities(cfg, model_dir, split_dir)
-    out = metrics.scores(y_true, probs, meta["labels"], "")
+    out = metrics.scores(y_true, probs, meta.labels, "")
     return Scores(out["accuracy"], out["macro_f1"],
-                  {name: out[f"recall_{name}"] for name in meta["labels"]})
+                  {name: out[f"recall_{name}"] for name in meta.labels})
 
 
 def decide(gates: PromotionConfig, challenger: Scores, champion: Scores | None) -> Decision:

@@ -3,10 +3,10 @@
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ferry import steps
+from ferry import experiments, steps
 from ferry.config import FerryConfig
 from ferry.models.sources import PretrainedSource
-from flows.common import inputs
+from flows.common import inputs, mlflow_run
 from tasks.experiments import (
     compare,
     register_best,
@@ -15,29 +15,23 @@ from tasks.experiments import (
     scratch_baseline,
     spread_strategies,
 )
-from tasks.tracking import finish_run, start_run
 
 
 @flow(name="ferry-sweep")
 def sweep(cfg: FerryConfig) -> dict:
     """Compare transfer strategies; register the best by validation accuracy."""
-    parent = start_run(cfg, kind="sweep")
-    try:
+    with mlflow_run(cfg, kind="sweep") as parent:
         version, prepared, source = inputs(cfg, parent)
         scratch = scratch_baseline(cfg, source, prepared, parent)
         if cfg.sweep.deployment:  # one flow run per strategy, on the pool's workers
             results = spread_strategies(cfg, source, prepared, parent, scratch)
         else:
             futures = [run_strategy.submit(cfg, name, source, prepared, parent, scratch)
-                       for name in cfg.sweep.strategies]
+                       for name in experiments.sweep_strategies(cfg)]
             results = [future.result() for future in futures]
         summary = compare(cfg, parent, results)
         registered = register_best(cfg, results, summary["best"], version, source,
                                    prepared.rows)
-    except BaseException:
-        finish_run(cfg, parent, ok=False)
-        raise
-    finish_run(cfg, parent, ok=True)
     return {"run_id": parent, **summary, "model": registered.model_dump()}
 
 

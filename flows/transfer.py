@@ -3,6 +3,7 @@
 from prefect import flow
 
 from ferry.config import FerryConfig
+from flows.common import mlflow_run
 from tasks.data import hide_labels, log_validation, resolve_data, validate_data
 from tasks.model import (
     domain_shift,
@@ -11,14 +12,13 @@ from tasks.model import (
     fine_tune,
     retrieve_pretrained,
 )
-from tasks.tracking import finish_run, register, start_run, transfer_gain
+from tasks.tracking import register, transfer_gain
 
 
 @flow(name="ferry-transfer")
 def transfer(cfg: FerryConfig) -> dict:
     """Adapt a pretrained model to the configured data and register it with its receipts."""
-    run_id = start_run(cfg)
-    try:
+    with mlflow_run(cfg) as run_id:
         version = resolve_data(cfg, run_id)
         prepared = validate_data(cfg, version, run_id)
         prepared = hide_labels(cfg, log_validation(cfg, version, prepared, run_id), run_id)
@@ -32,15 +32,5 @@ def transfer(cfg: FerryConfig) -> dict:
             metrics |= evaluate(cfg, scratch, prepared, run_id)
             metrics |= transfer_gain(cfg, run_id, trained, scratch)
         registered = register(cfg, trained, run_id, version, source, metrics, prepared.rows)
-    except BaseException:
-        finish_run(cfg, run_id, ok=False)
-        raise
-    finish_run(cfg, run_id, ok=True)
     return {"run_id": run_id, "metrics": metrics, "model": registered.model_dump(),
             "data_md5": version.md5, "pretrained_sha256": source.sha256}
-
-
-if __name__ == "__main__":
-    from ferry.cli import main
-
-    main(["run"])

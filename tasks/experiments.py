@@ -43,8 +43,9 @@ def spread_strategies(cfg: FerryConfig, source: PretrainedSource, prepared: step
         done = run.state is not None and run.state.is_completed()
         return name, None if done else (run.state.name if run.state else "no state")
 
-    with ThreadPoolExecutor(max_workers=len(cfg.sweep.strategies)) as pool:
-        outcomes = list(pool.map(launch, cfg.sweep.strategies))
+    names = experiments.sweep_strategies(cfg)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        outcomes = list(pool.map(launch, names))
     return experiments.collect_members(cfg, parent_id, outcomes)
 
 

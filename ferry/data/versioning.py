@@ -129,6 +129,7 @@ def _verify_by_hashing(root: Path, dvc_file: Path, recorded: str) -> str:
     original = file.read_bytes()
     try:
         with Repo(str(root)) as repo:
+            repo.scm_context.quiet = True  # Ferry puts the .dvc file back: nothing to git add
             repo.add(str(root / tracked_out(root, dvc_file)[0]))
         actual = tracked_out(root, dvc_file)[1]
     finally:
@@ -172,6 +173,7 @@ def add(root: Path, target: Path) -> str:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
+        repo.scm_context.quiet = True  # `ferry data add` says what to commit, once
         repo.add(str(root / target))
     out = tracked_out(root, Path(f"{target}.dvc"))
     assert out is not None

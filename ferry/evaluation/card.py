@@ -121,3 +121,16 @@ def _limits(cfg: FerryConfig, facts: CardFacts) -> list[str]:
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def model_description(cfg: FerryConfig, source: str, data_md5: str) -> str:
+    """The registered model's own description (the registry's list page shows it): the task,
+    its labels and the data, where each version's card tells that version's story."""
+    labels = cfg.data.labels
+    return (f"{cfg.data.modality.capitalize()} classification into {len(labels)} labels "
+            f"({', '.join(labels)}), adapted by Ferry from `{source}` on `{cfg.data.path}` "
+            f"(latest data version `{data_md5}`). Each version's description is its model "
+            f"card (data lineage, strategy, test metrics, transfer receipt); "
+            f"`@{cfg.promotion.champion_alias}` is the version that beat the previous one on "
+            f"the same holdout (`ferry promote`), `@{cfg.tracking.alias}` the newest "
+            "candidate. Experiment: " + f"`{cfg.tracking.experiment}`.")

@@ -8,7 +8,6 @@ every strategy produces the same model format.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,9 @@ import torch
 from torch import nn
 
 from ferry.config import ModelConfig
+from ferry.models.meta import ModelMeta
+from ferry.models.meta import read as read_meta
+from ferry.models.meta import write as write_meta
 
 
 class Head(nn.Module):
@@ -160,29 +162,28 @@ def save(model: TextClassifier, tokenizer: Any, labels: list[str], cfg: ModelCon
     if hasattr(model.encoder, "peft_config"):  # unmerged adapter: also in peft's own format
         model.encoder.save_pretrained(str(out / "adapter"))
     tokenizer.save_pretrained(str(out / "tokenizer"))
-    meta = {"modality": "text", "labels": labels, "pooling": cfg.pooling, "dropout": cfg.dropout,
-            "max_length": cfg.max_length, "normalize": model.head.normalize,
-            "trust_remote_code": cfg.trust_remote_code, **(extra or {})}
-    (out / "ferry_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(out, ModelMeta(modality="text", labels=labels, pooling=cfg.pooling,
+                              dropout=cfg.dropout, max_length=cfg.max_length,
+                              normalize=model.head.normalize,
+                              trust_remote_code=cfg.trust_remote_code, **(extra or {})))
     return out
 
 
-def load(folder: Path) -> tuple[TextClassifier, Any, dict]:
+def load(folder: Path) -> tuple[TextClassifier, Any, ModelMeta]:
     """Load a folder written by ``save`` (used by evaluation and the MLflow pyfunc model)."""
     from safetensors.torch import load_file
 
-    meta = json.loads((folder / "ferry_model.json").read_text(encoding="utf-8"))
-    trust = bool(meta.get("trust_remote_code", False))  # as the training run was configured
+    meta = read_meta(folder)
+    trust = meta.trust_remote_code  # as the training run was configured
     encoder = load_encoder(folder, pretrained=False, trust_remote_code=trust)
-    lora = meta.get("lora") or {}
-    if lora and not lora.get("merged"):
+    if (adapter := meta.unmerged_adapter) is not None:
         from peft import LoraConfig, get_peft_model
 
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # as in training, where TextClassifier removed it first
-        encoder = get_peft_model(encoder, LoraConfig(**lora["config"]))
-    model = TextClassifier(encoder, len(meta["labels"]), meta["pooling"], meta["dropout"])
-    model.head.normalize = bool(meta.get("normalize", False))
+        encoder = get_peft_model(encoder, LoraConfig(**adapter))
+    model = TextClassifier(encoder, len(meta.labels), meta.pooling, meta.dropout)
+    model.head.normalize = meta.normalize
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), load_tokenizer(folder / "tokenizer", trust), meta
 

@@ -9,7 +9,6 @@ parameter-free module that acts only in ``train()`` mode, on whatever device the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -18,6 +17,9 @@ from torch import nn
 from ferry.config import AugmentConfig, ModelConfig
 from ferry.errors import PretrainedSourceError
 from ferry.models.classifier import Head
+from ferry.models.meta import ModelMeta
+from ferry.models.meta import read as read_meta
+from ferry.models.meta import write as write_meta
 
 LITE0 = "efficientnet-lite0"
 LITE0_STATS = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])  # x*2-1
@@ -191,27 +193,26 @@ def save(model: ImageClassifier, labels: list[str], cfg: ModelConfig, size: int,
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
-    meta = {"modality": "image", "labels": labels, "source": cfg.source, "name": cfg.name,
-            "timm_kwargs": cfg.timm_kwargs, "size": size, "dropout": cfg.dropout,
-            "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
-            "normalize": model.head.normalize, **(extra or {})}
-    (out / "ferry_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(out, ModelMeta(modality="image", labels=labels, source=cfg.source, name=cfg.name,
+                              timm_kwargs=cfg.timm_kwargs, size=size, dropout=cfg.dropout,
+                              mean=model.mean.flatten().tolist(),
+                              std=model.std.flatten().tolist(),
+                              normalize=model.head.normalize, **(extra or {})))
     return out
 
 
-def load(folder: Path) -> tuple[ImageClassifier, None, dict]:
+def load(folder: Path) -> tuple[ImageClassifier, None, ModelMeta]:
     """Rebuild the architecture (no pretrained file needed) and load the saved weights."""
     from safetensors.torch import load_file
 
-    meta = json.loads((folder / "ferry_model.json").read_text(encoding="utf-8"))
-    cfg = ModelConfig(source=meta["source"], name=meta["name"], timm_kwargs=meta["timm_kwargs"])
+    meta = read_meta(folder)
+    cfg = ModelConfig(source=meta.source, name=meta.name, timm_kwargs=meta.timm_kwargs)
     net, width, _ = encoder(cfg)
-    lora = meta.get("lora") or {}
-    if lora and not lora.get("merged"):
+    if (adapter := meta.unmerged_adapter) is not None:
         from peft import LoraConfig, get_peft_model
 
-        net = get_peft_model(net, LoraConfig(**lora["config"]))
-    model = ImageClassifier(net.to(memory_format=torch.channels_last), width, len(meta["labels"]),
-                            meta["dropout"], (meta["mean"], meta["std"]), None)
+        net = get_peft_model(net, LoraConfig(**adapter))
+    model = ImageClassifier(net.to(memory_format=torch.channels_last), width, len(meta.labels),
+                            meta.dropout, (meta.mean, meta.std), None)
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), None, meta

@@ -17,7 +17,8 @@ from ferry.config import FerryConfig
 from ferry.data import subsets
 from ferry.data.splits import read_split
 from ferry.models.sources import PretrainedSource
-from ferry.transfer import training
+from ferry.transfer import scoring, training
+from ferry.transfer.records import metric_prefix
 
 ARMS = ("pretrained", "scratch")
 
@@ -40,13 +41,13 @@ def point(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     steps = run_cfg.train.epochs * run_cfg.train.passes_per_epoch * math.ceil(
         n / cfg.train.batch_size)
     role = "scratch" if arm == "scratch" else "transfer"
-    prefix = training.metric_prefix(role)
+    prefix = metric_prefix(role)
     out = training.train(run_cfg, source, split_dir, split_key, None, role, None)
-    scores, _ = training.evaluate(run_cfg, out.model_dir, split_dir, prefix)
+    scores, _ = scoring.evaluate(run_cfg, Path(out.model_dir), split_dir, prefix)
     return {"k": str(k), "seed": seed, "arm": arm, "n_train": n,
             "steps": steps,
             "test_accuracy": scores[f"{prefix}test_accuracy"],
-            "test_macro_f1": scores[f"{prefix}test_macro_f1"], "train_seconds": out.seconds}
+            "test_macro_f1": scores[f"{prefix}test_macro_f1"], "train_seconds": out.train_seconds}
 
 
 def summarise(points: list[dict]) -> list[dict]:

@@ -24,6 +24,7 @@ from ferry.config import DistributedConfig, FerryConfig
 from ferry.errors import ConfigError, DistributedError
 from ferry.files import write_atomic
 from ferry.models.sources import PretrainedSource
+from ferry.transfer.records import DONE
 
 SPEC = "ddp-spec.json"
 EPOCHS = "ddp-epochs.jsonl"
@@ -82,7 +83,7 @@ def command(dist: DistributedConfig, spec: Path, node_rank: int) -> list[str]:
         cmd += ["--nnodes", str(dist.nnodes), "--node-rank", str(node_rank),
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", dist.rdzv_endpoint,
                 "--rdzv-id", Path(spec).parent.name]
-    return [*cmd, "-m", "ferry.transfer.distributed", str(spec)]
+    return [*cmd, "-m", "ferry.transfer.ddp_worker", str(spec)]
 
 
 def worker_env() -> dict[str, str]:
@@ -109,8 +110,6 @@ def join(spec: Path, node_rank: int, wait_s: float = 600.0) -> int:
 
 def pending_spec(folder: Path, wait_s: float) -> Path:
     """The newest spec under ``folder`` whose training has no completion marker yet."""
-    from ferry.transfer.training import DONE
-
     deadline = time.monotonic() + wait_s
     while True:
         specs = [p for p in folder.glob(f"*/{SPEC}") if not (p.parent / DONE).exists()]
@@ -140,36 +139,3 @@ def _appender(path: Path) -> Callable[[int, dict], None]:
         with path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({k: float(v) for k, v in record.items()}) + "\n")
     return append
-
-
-def main(argv: list[str]) -> None:
-    """A torchrun worker: join the process group, train, leave."""
-    import torch
-    import torch.distributed as dist
-
-    from ferry.env import apply_offline_defaults
-    from ferry.transfer import parallel, training
-
-    apply_offline_defaults()
-    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    os.chdir(spec["cwd"])
-    cfg = FerryConfig.model_validate(yaml.safe_load(spec["config"]))
-    gpu = torch.cuda.is_available() and cfg.train.device != "cpu"
-    backend = cfg.distributed.backend if cfg.distributed.backend != "auto" else (
-        "nccl" if gpu else "gloo")
-    if gpu:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["LOCAL_WORLD_SIZE"])))
-    dist.init_process_group(backend)
-    try:
-        main_rank = parallel.current().main
-        training.train(cfg, PretrainedSource(**spec["source"]), Path(spec["split_dir"]),
-                       spec["split_key"],
-                       Path(spec["features_file"]) if spec["features_file"] else None,
-                       spec["role"], _appender(Path(spec["epochs"])) if main_rank else None)
-    finally:
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -9,6 +9,7 @@ import torch
 
 from ferry.config import FerryConfig
 from ferry.data.splits import SPLITS
+from ferry.models.meta import ModelMeta
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import cache, inference, modality
 from ferry.transfer.loop import resolve_device
@@ -36,7 +37,8 @@ class Backbone:
 
     def encode(self, items: list[str]):
         """Raw texts or image paths as the model's input."""
-        meta = {"max_length": self.cfg.model.max_length, "size": self.cfg.data.image.size}
+        meta = ModelMeta(labels=list(self.cfg.data.labels), max_length=self.cfg.model.max_length,
+                         size=self.cfg.data.image.size)
         return self.mod.encode(self.tokenizer, meta, items, [0] * len(items))
 
 

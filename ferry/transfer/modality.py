@@ -16,6 +16,8 @@ import torch
 
 from ferry.config import FerryConfig
 from ferry.errors import ConfigError
+from ferry.models.meta import ModelMeta
+from ferry.models.meta import read as read_meta
 from ferry.models.sources import PretrainedSource
 
 
@@ -40,10 +42,14 @@ class Text:
 
         return cache.encoded_splits(cfg, processor, source.sha256, split_dir, split_key)
 
-    def encode(self, processor: Any, meta: dict, items: list[str], labels: list[int]):
+    def encode(self, processor: Any, meta: ModelMeta, items: list[str], labels: list[int]):
         from ferry.transfer.batching import encode
 
-        return encode(processor, items, labels, meta["max_length"])
+        return encode(processor, items, labels, meta.max_length)
+
+    def encode_inputs(self, processor: Any, meta: ModelMeta, items: list[str]):
+        """Texts to score (no labels): what the registered model's predict receives."""
+        return self.encode(processor, meta, items, [0] * len(items))
 
     def batches(self, data, batch_size: int, seed: int | None, device: torch.device,
                 multiple: int | None = None) -> Iterator[dict]:
@@ -96,12 +102,18 @@ class Image:
 
         return cache.pixel_splits(cfg, split_dir, split_key)
 
-    def encode(self, processor: Any, meta: dict, items: list[str], labels: list[int]):
+    def encode(self, processor: Any, meta: ModelMeta, items: list[str], labels: list[int]):
         from ferry.data.images import load_pixels
         from ferry.transfer.batching import Pixels
 
-        return Pixels(torch.from_numpy(load_pixels(items, meta["size"])),
+        return Pixels(torch.from_numpy(load_pixels(items, meta.size)),
                       torch.tensor(labels, dtype=torch.int64))
+
+    def encode_inputs(self, processor: Any, meta: ModelMeta, items):
+        """Decoded, resized uint8 pixels (N x 3 x size x size) to score (no labels)."""
+        from ferry.transfer.batching import Pixels
+
+        return Pixels(torch.from_numpy(items), torch.zeros(len(items), dtype=torch.int64))
 
     def batches(self, data, batch_size: int, seed: int | None, device: torch.device,
                 multiple: int | None = None) -> Iterator[dict]:
@@ -140,7 +152,4 @@ def of(cfg: FerryConfig, source: PretrainedSource | None = None) -> Text | Image
 
 def of_folder(folder: Path) -> Text | Image:
     """The modality an exported model folder was trained on."""
-    import json
-
-    meta = json.loads((folder / "ferry_model.json").read_text(encoding="utf-8"))
-    return MODALITIES[meta.get("modality", "text")]
+    return MODALITIES[read_meta(folder).modality]

@@ -18,8 +18,9 @@ import pandas as pd
 from ferry.config import FerryConfig
 from ferry.data import subsets
 from ferry.models.sources import PretrainedSource
-from ferry.transfer import inference, training
+from ferry.transfer import inference, scoring, training
 from ferry.transfer.loop import resolve_device
+from ferry.transfer.records import Trained
 
 
 def pool_frame(cfg: FerryConfig, path: Path) -> pd.DataFrame:
@@ -46,21 +47,21 @@ def pseudo_label(cfg: FerryConfig, model_dir: Path, pool: pd.DataFrame) -> tuple
 
 
 def run(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key: str,
-        unlabelled: Path, on_round: Callable[[int, dict], None]) -> training.Outcome:
+        unlabelled: Path, on_round: Callable[[int, dict], None]) -> Trained:
     """All rounds; returns the outcome of the round with the best validation accuracy."""
     pool = pool_frame(cfg, unlabelled)
     outcome = _train(cfg, source, split_dir, split_key)
     best, record = outcome, {"pseudo_labelled": 0.0, "pool": float(len(pool))}
     for round_ in range(cfg.self_training.rounds + 1):
-        scores, _ = training.evaluate(cfg, outcome.model_dir, split_dir, "")
-        on_round(round_, {**record, "val_accuracy": outcome.best_metric,
+        scores, _ = scoring.evaluate(cfg, Path(outcome.model_dir), split_dir, "")
+        on_round(round_, {**record, "val_accuracy": outcome.best_val_accuracy,
                           "test_accuracy": scores["test_accuracy"],
-                          "train_seconds": outcome.seconds})
-        if outcome.best_metric > best.best_metric:
+                          "train_seconds": outcome.train_seconds})
+        if outcome.best_val_accuracy > best.best_val_accuracy:
             best = outcome
         if round_ == cfg.self_training.rounds:
             break
-        pseudo, record = pseudo_label(cfg, outcome.model_dir, pool)
+        pseudo, record = pseudo_label(cfg, Path(outcome.model_dir), pool)
         if pseudo.empty:
             on_round(round_ + 1, {**record, "stopped": 1.0})
             break
@@ -71,7 +72,7 @@ def run(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key: 
 
 
 def _train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path,
-           split_key: str) -> training.Outcome:
+           split_key: str) -> Trained:
     """One round's training, with at least ``self_training.min_steps`` optimizer steps (a
     10% labelled set would otherwise get a few dozen steps in the configured epochs)."""
     from ferry.data.splits import read_split

@@ -6,6 +6,10 @@ rates are ``lr * backbone_lr_factor``, decayed by ``layer_decay`` per block belo
 (layer-wise LR decay; 1.0 = off). A strategy can unfreeze more at the start of an epoch
 (gradual unfreezing); its ``state`` goes into every checkpoint and ``restore`` replays it, so a
 resumed run has exactly the frozen set and param groups it had when it stopped.
+
+``REGISTRY`` maps each strategy name to its policy class; a policy builds itself from the
+strategy config block (``build``), reading the shared knobs and its own block only. The sweep's
+default list is the registry's (those that fit the modality).
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ class Strategy:
     cached_features: ClassVar[bool] = False
     trains: ClassVar[bool] = True
     pretrained: ClassVar[bool] = True
+    modalities: ClassVar[tuple[str, ...]] = ("text", "image")
+
+    @classmethod
+    def build(cls, cfg: StrategyConfig) -> Strategy:
+        """The policy for a config block: the knobs the fine-tuning strategies share."""
+        return cls(backbone_lr_factor=cfg.backbone_lr_factor, layer_decay=cfg.layer_decay)
 
     def budget(self, train: TrainConfig) -> TrainConfig:
         """Epochs and learning rate this policy trains with (the train block by default)."""
@@ -117,9 +127,15 @@ class FreezeBottom(Full):
     frozen_layers: int = 2
     name: ClassVar[str] = "freeze_bottom"
 
+    @classmethod
+    def build(cls, cfg: StrategyConfig) -> Strategy:
+        return cls(backbone_lr_factor=cfg.backbone_lr_factor, layer_decay=cfg.layer_decay,
+                   frozen_layers=cfg.freeze_bottom.frozen_layers)
+
     def frozen_blocks(self, n_blocks: int) -> int:
         if self.frozen_layers > n_blocks:
-            raise ConfigError(f"strategy.frozen_layers={self.frozen_layers} but the backbone "
+            raise ConfigError(f"strategy.freeze_bottom.frozen_layers={self.frozen_layers} but "
+                              f"the backbone "
                               f"has only {n_blocks} layers")
         return self.frozen_layers
 
@@ -132,6 +148,11 @@ class GradualUnfreeze(Full):
     per_epoch: int = 1
     unfrozen: int = 0
     name: ClassVar[str] = "gradual_unfreeze"
+
+    @classmethod
+    def build(cls, cfg: StrategyConfig) -> Strategy:
+        return cls(backbone_lr_factor=cfg.backbone_lr_factor, layer_decay=cfg.layer_decay,
+                   per_epoch=cfg.gradual_unfreeze.per_epoch)
 
     def configure(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         _freeze(list(model.encoder.parameters()))
@@ -171,6 +192,10 @@ class LinearProbe(Strategy):
     name: ClassVar[str] = "linear_probe"
     cached_features: ClassVar[bool] = True
 
+    @classmethod
+    def build(cls, cfg: StrategyConfig) -> Strategy:
+        return cls(epochs=cfg.linear_probe.epochs, lr=cfg.linear_probe.lr)
+
     def budget(self, train: TrainConfig) -> TrainConfig:
         """A head on cached features costs milliseconds an epoch: it gets its own epochs/LR."""
         return train.model_copy(update={"epochs": self.epochs, "lr": self.lr,
@@ -196,6 +221,12 @@ class Lora(Strategy):
     targets: list[str] | str = "all-linear"
     merge: bool = True
     name: ClassVar[str] = "lora"
+
+    @classmethod
+    def build(cls, cfg: StrategyConfig) -> Strategy:
+        opts = cfg.lora
+        return cls(r=opts.r, alpha=opts.alpha, dropout=opts.dropout, targets=opts.targets,
+                   merge=opts.merge)
 
     def lora_config(self):
         from peft import LoraConfig
@@ -232,7 +263,7 @@ def lora_targets(encoder: nn.Module, targets: list[str] | str) -> list[str] | st
              if type(m) is nn.Linear or (type(m) is nn.Conv2d and m.groups == 1)]
     if not names:
         raise ConfigError(f"strategy lora: {type(encoder).__name__} has no plain Linear or "
-                          "Conv2d layers to adapt; set strategy.lora_targets to module names")
+                          "Conv2d layers to adapt; set strategy.lora.targets to module names")
     return names
 
 
@@ -246,6 +277,11 @@ class ZeroShot(Strategy):
     scale: float = 20.0
     name: ClassVar[str] = "zero_shot"
     trains: ClassVar[bool] = False
+    modalities: ClassVar[tuple[str, ...]] = ("text",)
+
+    @classmethod
+    def build(cls, cfg: StrategyConfig) -> Strategy:
+        return cls(descriptions=cfg.descriptions(), scale=cfg.zero_shot.scale)
 
     def configure(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
         _freeze(list(model.parameters()))
@@ -259,31 +295,26 @@ class Scratch(Strategy):
     name: ClassVar[str] = "scratch"
     pretrained: ClassVar[bool] = False
 
+    @classmethod
+    def build(cls, cfg: StrategyConfig) -> Strategy:
+        return cls()
+
 
 def trainable_params(model: nn.Module) -> int:
     """Parameters the optimizer updates (what a strategy's cost and capacity scale with)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def descriptions(cfg: StrategyConfig) -> dict[str, list[str]]:
-    """Label descriptions as lists (the config accepts one string or several per label)."""
-    return {k: [v] if isinstance(v, str) else list(v) for k, v in cfg.label_descriptions.items()}
+# Name -> policy class, in the order a sweep runs them (cheap and telling first).
+REGISTRY: dict[str, type[Strategy]] = {cls.name: cls for cls in (
+    Scratch, ZeroShot, LinearProbe, FreezeBottom, Full, GradualUnfreeze, Lora)}
 
 
 def from_config(cfg: StrategyConfig) -> Strategy:
     """The policy object for a config block."""
-    common = {"backbone_lr_factor": cfg.backbone_lr_factor, "layer_decay": cfg.layer_decay}
-    if cfg.name == "scratch":
-        return Scratch()
-    if cfg.name == "linear_probe":
-        return LinearProbe(epochs=cfg.probe_epochs, lr=cfg.probe_lr)
-    if cfg.name == "zero_shot":
-        return ZeroShot(descriptions=descriptions(cfg), scale=cfg.zero_shot_scale)
-    if cfg.name == "freeze_bottom":
-        return FreezeBottom(frozen_layers=cfg.frozen_layers, **common)
-    if cfg.name == "gradual_unfreeze":
-        return GradualUnfreeze(per_epoch=cfg.unfreeze_per_epoch, **common)
-    if cfg.name == "lora":
-        return Lora(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                    targets=cfg.lora_targets, merge=cfg.lora_merge)
-    return Full(**common)
+    return REGISTRY[cfg.name].build(cfg)
+
+
+def applicable(modality: str) -> list[str]:
+    """The registered strategies that fit a modality: the sweep's default list."""
+    return [name for name, cls in REGISTRY.items() if modality in cls.modalities]

@@ -74,13 +74,13 @@ def test_bad_data_is_named_and_registers_nothing(registered, case, monkeypatch):
     root, overrides, cfg = registered
     monkeypatch.chdir(root)
     make, extra, pattern = CASES[case]
-    before = tracking.registry_state(cfg, root)
+    before = tracking.Tracker(cfg, root).registry.state()
     assert before["aliases"] == {"challenger": 1}
     from flows.transfer import transfer
 
     with pytest.raises(FerryError, match=pattern):
         transfer(load_config(None, [*overrides, f"data.path={make(root)}", *extra]))
-    assert tracking.registry_state(cfg, root) == before
+    assert tracking.Tracker(cfg, root).registry.state() == before
 
 
 @pytest.mark.parametrize(("broken", "pattern"), [
@@ -96,12 +96,12 @@ def test_bad_pretrained_path_registers_nothing(registered, tiny_bert, monkeypatc
     if broken:
         shutil.copytree(tiny_bert, target, dirs_exist_ok=True)
         (target / broken).unlink()
-    before = tracking.registry_state(cfg, root)
+    before = tracking.Tracker(cfg, root).registry.state()
     from flows.transfer import transfer
 
     with pytest.raises(FerryError, match=pattern):
         transfer(load_config(None, [*overrides, f"model.path={target}"]))
-    assert tracking.registry_state(cfg, root) == before
+    assert tracking.Tracker(cfg, root).registry.state() == before
 
 
 def test_failed_validation_logs_report_and_fails_the_run(registered, monkeypatch):
@@ -126,14 +126,14 @@ def test_failed_validation_logs_report_and_fails_the_run(registered, monkeypatch
 ])
 def test_cli_config_errors_exit_2_and_register_nothing(registered, override, needle):
     root, overrides, cfg = registered
-    before = tracking.registry_state(cfg, root)
+    before = tracking.Tracker(cfg, root).registry.state()
     args = [sys.executable, "-m", "ferry.cli", "run"]
     for item in [*overrides, override]:
         args += ["--set", item]
     proc = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
-    assert tracking.registry_state(cfg, root) == before
+    assert tracking.Tracker(cfg, root).registry.state() == before
 
 
 def test_cli_validate_reports_bad_rows_and_exits_2(tmp_path):

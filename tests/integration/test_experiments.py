@@ -17,8 +17,8 @@ ALL = "[scratch, zero_shot, linear_probe, freeze_bottom, full, gradual_unfreeze,
 @pytest.fixture
 def tiny_project(project, tiny_bert, prefect_harness):
     data = write_csv(project / "reviews.csv", review_rows(200))
-    fast = ["shift.max_samples=40", "shift.permutations=50", "strategy.frozen_layers=1",
-            "strategy.probe_epochs=5"]
+    fast = ["shift.max_samples=40", "shift.permutations=50",
+            "strategy.freeze_bottom.frozen_layers=1", "strategy.linear_probe.epochs=5"]
     return project, [*tiny_overrides(tiny_bert, data), *fast]
 
 
@@ -56,7 +56,7 @@ def test_sweep_runs_every_strategy_as_child_runs_and_registers_the_best(tiny_pro
     version = mc.get_model_version("tiny", result["model"]["version"])
     assert version.run_id == best["run_id"]
     assert mc.get_registered_model("tiny").aliases["challenger"] == version.version
-    model = tracking.load_model(cfg, root, "models:/tiny@challenger")
+    model = tracking.Registry(tracking.Tracker(cfg, root), "tiny").load("challenger")
     assert set(model.predict(["great superb film", "dull boring plot"])) <= {"fresh", "rotten"}
 
 
@@ -64,10 +64,10 @@ def test_unmerged_lora_adapter_registers_and_predicts_by_alias(tiny_project):
     from flows.transfer import transfer
 
     root, overrides = tiny_project
-    cfg = load_config(None, [*overrides, "strategy.name=lora", "strategy.lora_merge=false",
+    cfg = load_config(None, [*overrides, "strategy.name=lora", "strategy.lora.merge=false",
                              "train.epochs=3", "baseline=none"])
     result = transfer(cfg)
-    model = tracking.load_model(cfg, root, "models:/tiny@challenger")
+    model = tracking.Registry(tracking.Tracker(cfg, root), "tiny").load("challenger")
     preds = model.predict(["the movie was great and superb", "awful dull boring film"])
     assert set(preds) <= {"fresh", "rotten"}
     run = tracking.client(cfg, root).get_run(result["run_id"])

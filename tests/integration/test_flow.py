@@ -61,7 +61,7 @@ def test_flow_tracks_registers_and_predicts_by_alias(tiny_project):
     assert version.tags["data.md5"] == result["data_md5"]
     assert version.tags["pretrained.sha256"] == result["pretrained_sha256"]
 
-    model = tracking.load_model(cfg, root, "models:/tiny@challenger")
+    model = tracking.Registry(tracking.Tracker(cfg, root), "tiny").load("challenger")
     preds = model.predict(["the movie was great and superb", "awful dull boring film"])
     assert preds == ["fresh", "rotten"]
     assert model.metadata.signature is not None
@@ -78,7 +78,7 @@ def test_scratch_baseline_logs_transfer_gain(tiny_project):
 
 def test_linear_probe_rerun_hits_the_caches(tiny_project):
     root, overrides = tiny_project
-    probe = [*overrides, "strategy.name=linear_probe", "strategy.probe_epochs=5"]
+    probe = [*overrides, "strategy.name=linear_probe", "strategy.linear_probe.epochs=5"]
     _run(probe)
     features = list((root / ".ferry" / "cache" / "features").glob("*.pt"))
     assert len(features) == 1
@@ -96,11 +96,11 @@ def test_linear_probe_rerun_hits_the_caches(tiny_project):
 @pytest.mark.parametrize("strategy", ["freeze_bottom", "gradual_unfreeze"])
 def test_other_strategies_run_through_the_flow(tiny_project, strategy):
     root, overrides = tiny_project
-    extra = [f"strategy.name={strategy}", "strategy.frozen_layers=1", "train.epochs=3",
-             "strategy.layer_decay=0.8", f"tracking.model_name=tiny-{strategy}"]
+    extra = [f"strategy.name={strategy}", "strategy.freeze_bottom.frozen_layers=1",
+             "train.epochs=3", "strategy.layer_decay=0.8", f"tracking.model_name=tiny-{strategy}"]
     cfg, result = _run([*overrides, *extra])
     run = tracking.client(cfg, root).get_run(result["run_id"])
     assert run.data.tags["ferry.strategy"] == strategy
     assert run.data.params["strategy.layer_decay"] == "0.8"
-    model = tracking.load_model(cfg, root, f"models:/tiny-{strategy}@challenger")
+    model = tracking.Registry(tracking.Tracker(cfg, root), f"tiny-{strategy}").load("challenger")
     assert set(model.predict(["great superb film", "dull boring plot"])) <= {"fresh", "rotten"}

@@ -54,7 +54,7 @@ def test_image_flow_trains_scores_and_registers(image_run):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "scratch_test_accuracy" in metrics
     assert "transfer_gain" in metrics and metrics["data.rows_test"] == 60
     assert tags["data.md5"].endswith(".dir")  # untracked images: their whole folder's md5
-    assert tracking.registry_state(cfg, root)["aliases"] == {"challenger": 1}
+    assert tracking.Tracker(cfg, root).registry.state()["aliases"] == {"challenger": 1}
     version = mc.get_model_version("fm-tiny", "1")
     assert version.tags["pretrained.source"] == "packaged:efficientnet-lite0"
     assert len(version.tags["pretrained.sha256"]) == 64
@@ -62,7 +62,7 @@ def test_image_flow_trains_scores_and_registers(image_run):
 
 def test_registered_image_model_predicts_files_and_arrays(image_run):
     root, manifest, cfg, _ = image_run
-    model = tracking.load_model(cfg, root, "models:/fm-tiny@challenger")
+    model = tracking.Registry(tracking.Tracker(cfg, root), "fm-tiny").load("challenger")
     frame = pd.read_csv(manifest).query("split == 'test'").head(6)
     paths = [str(manifest.parent / p) for p in frame["path"]]
     by_path = model.predict(paths)
@@ -138,9 +138,9 @@ def test_bad_image_input_is_named_and_registers_nothing(image_run, case, monkeyp
     monkeypatch.chdir(root)
     make, pattern = CASES[case]
     path, name = make(root)
-    before = tracking.registry_state(cfg, root)
+    before = tracking.Tracker(cfg, root).registry.state()
     from flows.transfer import transfer
 
     with pytest.raises(FerryError, match=pattern.format(name=name)):
         transfer(load_config(None, image_overrides(path)))
-    assert tracking.registry_state(cfg, root) == before
+    assert tracking.Tracker(cfg, root).registry.state() == before

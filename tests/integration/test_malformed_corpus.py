@@ -58,12 +58,12 @@ def test_malformed_input_exits_2_names_it_and_registers_nothing(registered, case
     monkeypatch.chdir(root)
     path, extra, pattern = MALFORMED[case](root / "inputs" if (root / "inputs").is_dir()
                                            else _mkdir(root / "inputs"))
-    before = tracking.registry_state(cfg, root)
+    before = tracking.Tracker(cfg, root).registry.state()
     code = _cli(["run"], [*overrides, f"data.path={path}", *extra])
     err = capsys.readouterr().err
     assert code == 2, err[-2000:]
     assert re.search(pattern, err), f"{case}: {err[-3000:]}"
-    assert tracking.registry_state(cfg, root) == before
+    assert tracking.Tracker(cfg, root).registry.state() == before
 
 
 @pytest.mark.parametrize("case", list(AWKWARD))

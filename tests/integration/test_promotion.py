@@ -35,7 +35,7 @@ def trained(tmp_path_factory, tiny_bert, prefect_harness):
         overrides = tiny_overrides(tiny_bert, write_csv(root / "good.csv", review_rows(160)))
         cfg = load_config(None, [*overrides, "train.epochs=3"])
         result = transfer(cfg)
-        folder = tracking.model_folder(cfg, root, "tiny", "1", root / "g")
+        folder = _registry(cfg, root, "tiny").model_folder("1", root / "g")
         yield root, overrides, result["run_id"], folder
 
 
@@ -80,8 +80,8 @@ def models(trained):
 
 def _register(cfg, root, run_id, folder) -> str:
     """Register ``folder`` as a new version under the config's model name (@challenger)."""
-    return tracking.register(cfg, root, run_id, folder, {"test.case": cfg.tracking.model_name},
-                             "test version")[1]
+    return tracking.Tracker(cfg, root).registry.register(
+        run_id, folder, {"test.case": cfg.tracking.model_name}, "test version", "test model")
 
 
 def _setup(trained, models, name, champion, extra=()):
@@ -91,8 +91,9 @@ def _setup(trained, models, name, champion, extra=()):
     cfg = load_config(None, [*overrides, f"tracking.model_name={name}", *extra])
     if champion:
         version = _register(cfg, root, run_id, models[champion])
-        tracking.set_alias(cfg, root, name, "champion", version)
-        tracking.set_version_tags(cfg, root, name, version, {"promotion.promoted_at": 1.0})
+        _registry(cfg, root, name).set_alias("champion", version)
+        _registry(cfg, root, name).set_version_tags(version,
+                                                    {"promotion.promoted_at": 1.0})
     return cfg, root, run_id
 
 
@@ -103,8 +104,12 @@ def _promote(cfg, root, monkeypatch):
     return promote(cfg)
 
 
+def _registry(cfg, root, name):
+    return tracking.Registry(tracking.Tracker(cfg, root), name)
+
+
 def _champion(cfg, root):
-    return tracking.alias_version(cfg, root, cfg.tracking.model_name, "champion")
+    return _registry(cfg, root, cfg.tracking.model_name).alias_version("champion")
 
 
 def test_first_model_is_champion_only_if_it_passes_the_gates(trained, models, monkeypatch):
@@ -128,7 +133,7 @@ def test_better_challenger_is_promoted_and_the_decision_recorded(trained, models
     assert result["promote"], result["reason"]
     assert result["scores"]["challenger_accuracy"] > result["scores"]["champion_accuracy"] + 0.005
     assert _champion(cfg, root) == challenger
-    tags = tracking.version_tags(cfg, root, "better", challenger)
+    tags = _registry(cfg, root, "better").version_tags(challenger)
     assert tags["promotion.decision"] == "promote" and "beats champion" in tags["promotion.reason"]
     run = tracking.client(cfg, root).get_run(result["run_id"])
     assert run.data.tags["promotion.decision"] == "promote"
@@ -150,7 +155,8 @@ def test_challenger_that_fails_a_gate_leaves_champion(trained, models, monkeypat
     result = _promote(cfg, root, monkeypatch)
     assert not result["promote"] and needle in result["reason"], result
     assert _champion(cfg, root) == before
-    assert tracking.version_tags(cfg, root, name, version)["promotion.decision"] == "keep"
+    assert _registry(cfg, root, name).version_tags(version)["promotion.decision"] == \
+        "keep"
 
 
 def test_failure_just_before_the_alias_move_leaves_champion(trained, models, monkeypatch):
@@ -166,7 +172,8 @@ def test_failure_just_before_the_alias_move_leaves_champion(trained, models, mon
         _promote(cfg, root, monkeypatch)
     monkeypatch.undo()
     assert _champion(cfg, root) == before
-    assert "promotion.promoted_at" not in tracking.version_tags(cfg, root, "crash", challenger)
+    assert "promotion.promoted_at" not in \
+        _registry(cfg, root, "crash").version_tags(challenger)
 
 
 def test_rollback_restores_the_previous_champion(trained, models, monkeypatch):

@@ -21,7 +21,10 @@ def test_image_config_loads(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[2])
     cfg = load_config("configs/image.yaml")
     assert cfg.data.modality == "image" and cfg.model.name == "efficientnet-lite0"
-    assert len(cfg.data.labels) == 10 and "zero_shot" not in cfg.sweep.strategies
+    assert len(cfg.data.labels) == 10 and cfg.sweep.strategies is None  # = the registry's
+    from ferry.experiments import sweep_strategies
+
+    assert "zero_shot" not in sweep_strategies(cfg) and "lora" in sweep_strategies(cfg)
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
@@ -52,6 +55,31 @@ def test_bad_keys_and_types_name_the_key(override, needle):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    (["data.modality=image", "strategy.name=zero_shot"], "strategy.name=zero_shot needs a text"),
+    (["data.modality=image", "sweep.strategies=[full, zero_shot]"], "sweep.strategies lists "
+                                                                    "zero_shot"),
+    (["data.modality=image", "adaptation.target_path=t.csv"], "adaptation.target_path is for "
+                                                              "text"),
+    (["distributed.nproc=2", "adaptation.target_path=t.csv"], "runs in one process"),
+    (["self_training.enabled=true"], "self_training.enabled needs"),
+    (["distributed.nnodes=2", "distributed.node_rank=2"], "node_rank 2 must be below"),
+])
+def test_rules_across_blocks_fail_when_the_config_loads(overrides, needle):
+    """A run that cannot work fails before any data is read or model loaded, naming keys."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert needle in str(err.value) and "(top level)" not in str(err.value)
+
+
+def test_a_flat_strategy_key_of_before_says_where_it_moved():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["strategy.lora_r=4", "strategy.frozen_layers=3"])
+    assert "strategy.lora_r: moved to strategy.lora.r" in str(err.value)
+    assert "strategy.frozen_layers: moved to strategy.freeze_bottom.frozen_layers" in \
+        str(err.value)
 
 
 def test_bad_override_syntax_and_missing_file(tmp_path):

@@ -23,7 +23,7 @@ def _batch(folder, n=16):
 def test_lora_trains_only_adapters_and_head(tiny_bert):
     torch.manual_seed(0)
     model = classifier.build(tiny_bert, 2, ModelConfig(max_length=32))
-    policy = strategies.from_config(StrategyConfig(name="lora", lora_r=4))
+    policy = strategies.from_config(StrategyConfig(name="lora", lora={"r": 4}))
     groups = policy.configure(model, 1e-3, 0.0)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
@@ -39,7 +39,7 @@ def test_lora_trains_only_adapters_and_head(tiny_bert):
 def test_lora_export_merged_or_adapter_predicts_the_same(tiny_bert, tmp_path, merge):
     torch.manual_seed(0)
     model = classifier.build(tiny_bert, 2, ModelConfig(max_length=32, dropout=0.0))
-    policy = strategies.from_config(StrategyConfig(name="lora", lora_r=4, lora_merge=merge))
+    policy = strategies.from_config(StrategyConfig(name="lora", lora={"r": 4, "merge": merge}))
     policy.configure(model, 1e-3, 0.0)
     with torch.no_grad():  # B starts at zero; make the adapters do something
         for name, p in model.named_parameters():
@@ -53,7 +53,7 @@ def test_lora_export_merged_or_adapter_predicts_the_same(tiny_bert, tmp_path, me
                           dropout=0.0), tmp_path / "m", extra)
     assert (out / "adapter" / "adapter_config.json").is_file() != merge
     loaded, _, meta = classifier.load(out)
-    assert meta["lora"]["merged"] == merge
+    assert meta.lora["merged"] == merge
     assert torch.allclose(loaded(batch), expected, atol=1e-4)
 
 
@@ -88,7 +88,7 @@ def test_zero_shot_prototypes_classify_clear_reviews_with_minilm(tmp_path):
     assert preds.tolist() == batch["labels"].tolist()
     out = classifier.save(model, tok, ["rotten", "fresh"], cfg, tmp_path / "zs")
     loaded, _, meta = classifier.load(Path(out))
-    assert meta["normalize"] is True
+    assert meta.normalize is True
     assert torch.equal(loaded(batch).argmax(1), preds)
 
 

@@ -34,7 +34,8 @@ def _one_step(model, groups, enc):
 
 def test_freeze_bottom_freezes_embeddings_and_first_layers(tiny_bert):
     model, enc = _model(tiny_bert), _encoded(tiny_bert)
-    policy = strategies.from_config(StrategyConfig(name="freeze_bottom", frozen_layers=1))
+    policy = strategies.from_config(StrategyConfig(
+        name="freeze_bottom", freeze_bottom={"frozen_layers": 1}))
     _one_step(model, policy.configure(model, 1e-3, 0.01), enc)
     bottom, blocks = classifier.layer_groups(model)
     assert len(blocks) == 2
@@ -67,7 +68,8 @@ def test_linear_probe_trains_only_the_head(tiny_bert):
 
 
 def test_freezing_more_layers_than_exist_is_a_config_error(tiny_bert):
-    policy = strategies.from_config(StrategyConfig(name="freeze_bottom", frozen_layers=5))
+    policy = strategies.from_config(StrategyConfig(
+        name="freeze_bottom", freeze_bottom={"frozen_layers": 5}))
     with pytest.raises(ConfigError, match="frozen_layers=5 but the backbone has only 2"):
         policy.configure(_model(tiny_bert), 1e-3, 0.0)
 

@@ -19,7 +19,8 @@ from tests.zoo import IMAGE_FAMILIES, TEXT_FAMILIES, TEXTS, image_weights, text_
 
 
 def _step(model: torch.nn.Module, batch: dict) -> list[dict]:
-    policy = strategies.from_config(StrategyConfig(name="freeze_bottom", frozen_layers=1))
+    policy = strategies.from_config(StrategyConfig(
+        name="freeze_bottom", freeze_bottom={"frozen_layers": 1}))
     groups = policy.configure(model, 1e-3, 0.01)
     opt = torch.optim.AdamW(groups)
     model.train()
@@ -57,7 +58,7 @@ def test_image_family_trains_one_freeze_bottom_step(family, tmp_path):
     _check_gradients(model)
     folder = vision.save(model, ["a", "b", "c"], cfg, side, tmp_path / "export")
     again, _, meta = vision.load(folder)  # what evaluation and the pyfunc model load
-    assert meta["size"] == side and meta["mean"] == model.mean.flatten().tolist()
+    assert meta.size == side and meta.mean == model.mean.flatten().tolist()
     with torch.no_grad():
         batch = {"pixel_values": pixels}
         assert torch.allclose(again(batch), model.eval()(batch), atol=1e-5)
@@ -104,7 +105,7 @@ def test_lora_adapts_conv_backbones(family, tmp_path):
         path, name, kwargs, _ = image_weights(tmp_path, family)
         model = vision.build(ModelConfig(source="timm", name=name, timm_kwargs=kwargs), path,
                              3, 0.0, None)
-    policy = strategies.from_config(StrategyConfig(name="lora", lora_r=2))
+    policy = strategies.from_config(StrategyConfig(name="lora", lora={"r": 2}))
     groups = policy.configure(model, 1e-3, 0.01)
     assert isinstance(policy.targets, list) and policy.targets
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]

@@ -1,0 +1,88 @@
+"""Commands about the data: validate it, build/split/version it, compare two versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ferry.cli import output
+from ferry.cli.app import ConfigOpt, SetOpt, app, data_app, load
+
+
+@app.command()
+def validate(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Validate the configured dataset (Great Expectations) without training."""
+    from ferry import steps
+
+    cfg = load(config, set_)
+    steps.data_version(cfg)
+    report_dir = cfg.paths.reports / "validate"
+    parts = steps.check_data(cfg, report_dir)
+    rows = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
+    output.line(f"{cfg.data.path}: all expectations passed ({rows}); report: "
+                f"{report_dir / 'validation.html'}", "green")
+
+
+@app.command()
+def shift(rev_from: Annotated[str, typer.Option("--from", help="git revision (older data)")],
+          rev_to: Annotated[str, typer.Option("--to", help="git revision (newer data)")] = "HEAD",
+          config: ConfigOpt = None, set_: SetOpt = None,
+          json_out: Annotated[Path | None, typer.Option("--json", help="also write the result "
+                              "as JSON (for a retraining trigger)")] = None) -> None:
+    """Domain shift (MMD^2, permutation p-value) between the data at two DVC revisions."""
+    from ferry import steps
+
+    cfg = load(config, set_)
+    result = steps.shift_between_revisions(cfg, rev_from, rev_to)
+    verdict = "shifted" if result["p_value"] < 0.05 else "no significant shift"
+    output.line(f"{cfg.data.path} {rev_from} -> {rev_to}: MMD^2 {result['mmd2']:.5f}, "
+                f"p = {result['p_value']:.4f} ({int(result['n_a'])} vs {int(result['n_b'])} "
+                f"texts, {int(result['permutations'])} permutations): {verdict}")
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+@data_app.command("build")
+def data_build(config: ConfigOpt = None, set_: SetOpt = None, recipe: str | None = None,
+               out: Path | None = None) -> None:
+    """Write a built-in dataset recipe (default: the config's data.recipe at data.path; then
+    `ferry data add data` to version it). `-c configs/image.yaml` builds Fashion-MNIST."""
+    from ferry.data import recipes
+
+    cfg = load(config, set_)
+    name = recipe or cfg.data.recipe or "rotten-tomatoes"
+    target = out or (cfg.data.path if name == cfg.data.recipe else recipes.DEFAULT_OUTPUTS[name])
+    output.line(f"wrote {recipes.build(name, target, cfg.data)}")
+
+
+@data_app.command("split")
+def data_split(config: ConfigOpt = None, set_: SetOpt = None,
+               out: Path = Path("prepared/dvc")) -> None:
+    """Write the stratified, seeded train/validation/test split (the dvc.yaml stage)."""
+    from ferry import steps
+    from ferry.data.splits import split_frame, write_splits
+
+    cfg = load(config, set_)
+    frame = steps.read_data(cfg)
+    output.line(f"wrote splits to {write_splits(split_frame(frame, cfg.data), out)}")
+
+
+@data_app.command("status")
+def data_status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Show the data version (md5 from data.dvc) and whether data/ matches it."""
+    from ferry import steps
+
+    output.line(steps.data_version(load(config, set_)).model_dump_json(indent=2))
+
+
+@data_app.command("add")
+def data_add(target: Annotated[Path, typer.Argument(help="The data folder or file to version "
+                                                    "(default: data).")] = Path("data")) -> None:
+    """`dvc add` your data folder (after putting your CSV/Parquet in it) and print its md5."""
+    from ferry.data import versioning
+
+    output.line(f"{target}: md5 {versioning.add(Path.cwd(), target)}; commit {target}.dvc "
+                "with git")

@@ -1,0 +1,108 @@
+"""Commands that run flows: run, sweep, curve, promote, rollback."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Annotated
+
+import typer
+
+from ferry.cli import output
+from ferry.cli.app import ConfigOpt, SetOpt, app, load
+
+NprocOpt = Annotated[int | None, typer.Option("--nproc", min=1, help="Fine-tune with N "
+                     "processes under torchrun (DDP; one per GPU), i.e. distributed.nproc.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Registered model name "
+                     "(default: tracking.model_name).")]
+RESULT_KEYS = ("test_accuracy", "test_macro_f1", "best_val_accuracy", "scratch_test_accuracy")
+
+
+@app.command()
+def run(config: ConfigOpt = None, set_: SetOpt = None, nproc: NprocOpt = None) -> None:
+    """Run the transfer flow: validate, retrieve, fine-tune, evaluate, track and register."""
+    cfg = load(config, [*(set_ or []), *([f"distributed.nproc={nproc}"] if nproc else [])])
+    output.line(f"ferry run: {cfg.strategy.name} transfer of {cfg.model.name} to "
+                f"{cfg.data.path} ({config or 'configs/default.yaml'})")
+    began = time.perf_counter()
+    result = importlib.import_module("flows.transfer").transfer(cfg)
+    m, model = result["metrics"], result["model"]
+    output.line(f"done in {time.perf_counter() - began:.1f} s; MLflow run {result['run_id']}",
+                "green")
+    output.line("  " + "   ".join(f"{k} {m[k]:.4f}" for k in RESULT_KEYS if k in m))
+    if "transfer_gain_ci_low" in m:
+        output.line(f"  receipt: transfer gain {m['transfer_gain']:+.4f}, 95% CI "
+                    f"[{m['transfer_gain_ci_low']:+.4f}, {m['transfer_gain_ci_high']:+.4f}] "
+                    "over the same model trained from scratch")
+    output.line(f"load it: mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')"
+                f" (version {model['version']})", "green")
+
+
+@app.command()
+def promote(config: ConfigOpt = None, set_: SetOpt = None, model: ModelOpt = None,
+            version: Annotated[int | None, typer.Option(min=1, help="Promote this version "
+                               "instead of @challenger.")] = None) -> None:
+    """Promote @challenger to @champion if it beats the champion on the same holdout."""
+    extra = [f"promotion.challenger_version={version}"] if version else []
+    cfg = _with_model(load(config, [*(set_ or []), *extra]), model)
+    result = importlib.import_module("flows.promote").promote(cfg)
+    verb = "PROMOTED" if result["promote"] else "kept"
+    output.line(f"{result['model']}: v{result['challenger']} vs champion "
+                f"v{result['champion_before'] or '-'}: {verb}; @"
+                f"{cfg.promotion.champion_alias} -> v{result['champion'] or '-'}",
+                "green" if result["promote"] else "yellow")
+    output.line(f"reason: {result['reason']}")
+    for key, value in sorted(result["scores"].items()):
+        output.line(f"  {key:32}{value:.4f}")
+    output.line(f"decision run: {result['run_id']}")
+
+
+@app.command()
+def rollback(config: ConfigOpt = None, set_: SetOpt = None, model: ModelOpt = None) -> None:
+    """Move @champion back to the previous champion."""
+    cfg = _with_model(load(config, set_), model)
+    result = importlib.import_module("flows.promote").rollback(cfg)
+    output.line(f"{result['model']}: @{cfg.promotion.champion_alias} v{result['from']} -> "
+                f"v{result['champion']} (run {result['run_id']})", "green")
+
+
+def _with_model(cfg, model: str | None):
+    if not model:
+        return cfg
+    return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
+        update={"model_name": model})})
+
+
+@app.command()
+def sweep(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Compare strategies (sweep.strategies) on one data version; register the best."""
+    from ferry import experiments, steps
+
+    cfg = load(config, set_)
+    workers = experiments.workers(cfg, steps.retrieve_pretrained(cfg))
+    output.line(f"Sweeping {', '.join(experiments.sweep_strategies(cfg))} "
+                f"({workers} at a time)")
+    began = time.perf_counter()
+    result = importlib.import_module("flows.sweep").run(cfg, workers)
+    output.line(f"Flow time: {time.perf_counter() - began:.1f} s")
+    output.table(result["rows"], ("strategy", "val_accuracy", "test_accuracy", "test_macro_f1",
+                                  "train_minutes", "trainable_params", "transfer_gain"))
+    output.line(f"Parent run {result['run_id']}: comparison.csv/.png; best by validation: "
+                f"{result['best']} -> {result['model']['name']} version "
+                f"{result['model']['version']} (@{result['model']['alias']})", "green")
+
+
+@app.command()
+def curve(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Learning curve: pretrained vs scratch at k labelled examples per class."""
+    from ferry import experiments, steps
+
+    cfg = load(config, set_)
+    workers = experiments.workers(cfg, steps.retrieve_pretrained(cfg))
+    began = time.perf_counter()
+    result = importlib.import_module("flows.curve").run(cfg, workers)
+    output.line(f"Flow time: {time.perf_counter() - began:.1f} s")
+    output.table(result["rows"], ("k", "n_train", "seeds", "pretrained_accuracy",
+                                  "pretrained_std", "scratch_accuracy", "scratch_std", "gain"))
+    output.line(f"Curve run {result['run_id']}: curve.csv, curve_points.csv, curve.png",
+                "green")

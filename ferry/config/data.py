@@ -1,0 +1,72 @@
+"""The data block: where the labelled table or image folder lives and what it must look like."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ferry.config.base import Strict as _Strict
+
+
+class SplitConfig(_Strict):
+    """Stratified, seeded train/validation/test split (used when the data has no split column)."""
+
+    validation: float = Field(0.1, gt=0, lt=0.5)
+    test: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = 42
+
+
+class AugmentConfig(_Strict):
+    """Training-only image augmentation (batched on the model's device; off in evaluation)."""
+
+    enabled: bool = True
+    crop_scale: float = Field(0.8, gt=0, le=1)  # random resized crop: smallest area kept
+    flip: bool = True  # random horizontal flip
+    jitter: float = Field(0.1, ge=0, lt=1)  # brightness and contrast, +- this fraction
+
+
+class ImageConfig(_Strict):
+    """Image data: the model's input size, validation bounds, the fashion-mnist subset."""
+
+    size: int = Field(64, ge=16, le=1024)  # images are resized (shorter side) and centre-cropped
+    modes: list[str] = Field(default_factory=lambda: ["L", "RGB", "RGBA", "P"], min_length=1)
+    min_side: int = Field(8, ge=1)
+    max_side: int = Field(8192, ge=1)
+    subset_train: int = Field(2700, ge=20)  # fashion-mnist: drawn from the official train set
+    subset_test: int = Field(1000, ge=10)  # ... and from the official test set
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class DataConfig(_Strict):
+    """Where the labelled data lives and what it must look like.
+
+    ``modality: image`` reads ``path`` as a manifest CSV (``path_column``, ``label_column``,
+    optional ``split_column``; paths relative to the manifest) or as a folder with one
+    subfolder per class (optionally inside ``train/``, ``validation/``, ``test/``).
+    """
+
+    modality: Literal["text", "image"] = "text"
+    recipe: Literal["rotten-tomatoes", "fashion-mnist"] | None = "rotten-tomatoes"
+    path: Path = Path("data/rotten_tomatoes.csv")
+    dvc_file: Path = Path("data.dvc")
+    text_column: str = "text"
+    path_column: str = "path"
+    label_column: str = "label"
+    split_column: str | None = None
+    labels: list[str] = Field(default_factory=lambda: ["rotten", "fresh"], min_length=2)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    min_text_chars: int = Field(1, ge=1)
+    max_text_chars: int = Field(5000, ge=1)
+    min_class_count: int = Field(10, ge=1)
+    max_rows: int | None = Field(None, ge=10)
+    image: ImageConfig = Field(default_factory=ImageConfig)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels must be unique, got {labels}")
+        return labels
+

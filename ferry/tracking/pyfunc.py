@@ -1,0 +1,104 @@
+"""The pyfunc model a registered Ferry version is: raw texts or images in, label names out.
+
+It is logged *from code* (``model_code.py`` sets an instance of ``FerryClassifier``), not as a
+pickled Python object: loading a model from the registry then runs this reviewed source from
+the model's own ``code/`` copy of Ferry, never a CloudPickle payload. The weights are the
+model folder (safetensors) logged as the ``model`` artifact, rebuilt by the modality's loader.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType, Schema
+
+INPUT_EXAMPLE = ["A gripping, beautifully acted film."]
+# Declared, not inferred: inference would load the model and run it once more at log time.
+TEXT_SIGNATURE = ModelSignature(inputs=Schema([ColSpec(DataType.string)]),
+                                outputs=Schema([ColSpec(DataType.string)]))
+
+
+class FerryClassifier(mlflow.pyfunc.PythonModel):
+    """Texts (a list, a Series or a one-column DataFrame) or images (file paths, encoded
+    bytes, HxW / HxWxC uint8 arrays, or an N x H x W (x C) array) -> label names. Each input
+    gets the model's own tokenization or resizing and normalisation, exactly as in evaluation.
+
+    MLflow's type-hint validation is off (as for its own ChatModel): text inputs are checked
+    against the declared signature, images by ``_image_arrays`` (one type hint cannot say
+    "path, bytes or array"). ``predict`` is left unannotated for the same reason: MLflow
+    infers a schema from any annotation it finds and warns when it cannot.
+    """
+
+    _skip_type_hint_validation = True
+
+    def load_context(self, context: Any) -> None:
+        from ferry.transfer.modality import of_folder
+
+        folder = Path(context.artifacts["model"])
+        self.modality = of_folder(folder)
+        self.model, self.processor, self.meta = self.modality.load(folder)
+
+    def predict(self, context, model_input, params=None):  # unannotated: see the class doc
+        """Label names, one per input, in input order."""
+        import torch
+
+        from ferry.transfer.inference import run
+
+        items = _texts(model_input) if self.meta.modality == "text" else \
+            _image_arrays(model_input, self.meta.size)
+        data = self.modality.encode_inputs(self.processor, self.meta, items)
+        device = torch.device("cpu")
+        logits = run(self.model, self.modality.batches(data, 64, None, device), len(data),
+                     device)
+        return [self.meta.labels[i] for i in logits.argmax(1).tolist()]
+
+
+def _texts(model_input: Any) -> list[str]:
+    """pyfunc hands over what the signature says (a one-column frame); accept lists too."""
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.iloc[:, 0]
+    return [str(t) for t in list(model_input)]
+
+
+def _image_arrays(model_input: Any, size: int):
+    """Model input as N x 3 x size x size uint8, with a clear error for anything else."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from ferry.data.images import open_rgb, to_array
+
+    if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.iloc[:, 0]
+    if isinstance(model_input, np.ndarray) and model_input.dtype != object:
+        model_input = [model_input] if model_input.ndim in (2, 3) and (
+            model_input.ndim == 2 or model_input.shape[-1] in (1, 3, 4)) else list(model_input)
+    out = []
+    for i, item in enumerate(list(model_input)):
+        if isinstance(item, (str, Path)):
+            image = open_rgb(item)
+        elif isinstance(item, bytes):
+            image = open_rgb(io.BytesIO(item))
+        elif isinstance(item, np.ndarray) and item.ndim in (2, 3):
+            image = Image.fromarray(np.asarray(item, dtype=np.uint8).squeeze()).convert("RGB")
+        else:
+            raise ValueError(f"input {i}: expected an image file path, encoded image bytes or "
+                             f"an HxW / HxWxC uint8 array, got {type(item).__name__}")
+        out.append(to_array(image, size))
+    if not out:
+        raise ValueError("no images given")
+    return np.stack(out)
+
+
+def log_kwargs(image: bool) -> dict[str, Any]:
+    """Signature and example for text (string in, string out); images are checked by the
+    wrapper itself (one column signature cannot say "path or array")."""
+    if image:
+        return {}
+    return {"input_example": INPUT_EXAMPLE, "signature": TEXT_SIGNATURE}

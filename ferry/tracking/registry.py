@@ -1,0 +1,134 @@
+"""The model registry: versions, their tags and the aliases that say which one serves.
+
+Registration is all-or-nothing: a version is created only after its model logged completely,
+and is deleted again if anything fails before the alias is set. Only ``set_alias`` changes
+what ``models:/name@alias`` serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+
+from ferry.tracking.client import retrying
+from ferry.tracking.pyfunc import log_kwargs
+
+if TYPE_CHECKING:
+    from ferry.tracking.runs import Tracker
+
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+
+
+class Registry:
+    """One registered model (``name``) in a tracker's store."""
+
+    def __init__(self, tracker: Tracker, name: str) -> None:
+        self.tracker, self.name, self.mc = tracker, name, tracker.mc
+
+    def register(self, run_id: str, model_dir: Path, tags: dict[str, str],
+                 description: str, model_description: str) -> str:
+        """Log the pyfunc model (from code) to the run, register it as a new version with
+        ``description`` (its card), describe the registered model itself with
+        ``model_description``, and point the configured alias at the new version."""
+        import ferry
+        from ferry.models.meta import read as read_meta
+
+        image = read_meta(model_dir).modality == "image"
+
+        def log_model():  # all artifacts, or (retried) a fresh logged model; never registered half
+            with mlflow.start_run(run_id=run_id):
+                return mlflow.pyfunc.log_model(
+                    name="model", python_model=str(MODEL_CODE),
+                    artifacts={"model": str(model_dir)},
+                    code_paths=[str(Path(ferry.__file__).parent)],
+                    pip_requirements=requirements(image), **log_kwargs(image))
+
+        info = retrying(self.tracker.cfg.tracking.outage_window_s, "log the model", log_model)
+        self._ensure_model(model_description)
+        version = self.mc.create_model_version(self.name, info.model_uri, run_id=run_id,
+                                               tags=tags, description=description,
+                                               model_id=info.model_id)
+        try:
+            self._wait_ready(version.version)
+            self.set_alias(self.tracker.cfg.tracking.alias, str(version.version))
+        except BaseException:
+            self.mc.delete_model_version(self.name, version.version)
+            raise
+        return str(version.version)
+
+    def _ensure_model(self, description: str) -> None:
+        try:
+            self.mc.get_registered_model(self.name)
+        except mlflow.exceptions.MlflowException:
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # a concurrent run won
+                self.mc.create_registered_model(self.name, description=description)
+        self.mc.update_registered_model(self.name, description=description)
+
+    def _wait_ready(self, version: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.mc.get_model_version(self.name, version).status != "READY":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"model version {self.name}/{version} not READY after "
+                                   f"{timeout}s")
+            time.sleep(0.2)
+
+    def state(self) -> dict[str, Any]:
+        """Versions and aliases (what bad-input tests compare before and after)."""
+        try:
+            model = self.mc.get_registered_model(self.name)
+        except mlflow.exceptions.MlflowException:
+            return {"versions": [], "aliases": {}}
+        versions = sorted(v.version for v in self.mc.search_model_versions(f"name='{self.name}'"))
+        return {"versions": versions, "aliases": dict(model.aliases)}
+
+    def alias_version(self, alias: str) -> str | None:
+        """The version an alias points at, or None (no such model or alias)."""
+        try:
+            return str(self.mc.get_model_version_by_alias(self.name, alias).version)
+        except mlflow.exceptions.MlflowException:
+            return None
+
+    def model_folder(self, version: str, dst: Path) -> Path:
+        """Download a version and return its Ferry model folder (what was trained)."""
+        import yaml
+
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{self.name}/{version}", dst_path=str(dst)))
+        spec = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+        return local / spec["flavors"]["python_function"]["artifacts"]["model"]["path"]
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return dict(self.mc.get_model_version(self.name, version).tags)
+
+    def set_version_tags(self, version: str, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self.mc.set_model_version_tag(self.name, version, key, str(value))
+
+    def set_alias(self, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version``: one registry write, the only one that changes what
+        ``models:/name@alias`` serves."""
+        self.mc.set_registered_model_alias(self.name, alias, version)
+
+    def tagged_versions(self, key: str) -> dict[str, str]:
+        """``{version: tag value}`` of the versions carrying tag ``key``."""
+        return {str(v.version): v.tags[key]
+                for v in self.mc.search_model_versions(f"name='{self.name}'") if key in v.tags}
+
+    def load(self, alias_or_version: str) -> Any:
+        """The pyfunc model of ``name@alias`` or ``name/version`` (tests, the CLI)."""
+        sep = "/" if alias_or_version.isdigit() else "@"
+        return mlflow.pyfunc.load_model(f"models:/{self.name}{sep}{alias_or_version}")
+
+
+def requirements(image: bool = False) -> list[str]:
+    """The pinned packages a served model needs (declared: inferring them costs 7-15 s)."""
+    from importlib.metadata import version
+
+    extra = ("timm", "torchvision", "pillow", "efficientnet-lite-pytorch") if image else ()
+    return [f"{pkg}=={version(pkg)}" for pkg in
+            ("torch", "transformers", "safetensors", "tokenizers", "peft", "mlflow", "pydantic",
+             "pyyaml", "pandas", "scikit-learn", "tqdm", *extra)]
