@@ -22,8 +22,8 @@ RESULT_KEYS = ("test_accuracy", "test_macro_f1", "best_val_accuracy", "scratch_t
 def run(config: ConfigOpt = None, set_: SetOpt = None, nproc: NprocOpt = None) -> None:
     """Run the transfer flow: validate, retrieve, fine-tune, evaluate, track and register."""
     cfg = load(config, [*(set_ or []), *([f"distributed.nproc={nproc}"] if nproc else [])])
-    output.line(f"ferry run: {cfg.strategy.name} transfer of {cfg.model.name} to "
-                f"{cfg.data.path} ({config or 'configs/default.yaml'})")
+    output.line(f"ferry run: {cfg.strategy.name} transfer of {cfg.model.path or cfg.model.name}"
+                f" to {cfg.data.path} ({_source(config, set_)})")
     began = time.perf_counter()
     result = importlib.import_module("flows.transfer").transfer(cfg)
     m, model = result["metrics"], result["model"]
@@ -64,6 +64,15 @@ def rollback(config: ConfigOpt = None, set_: SetOpt = None, model: ModelOpt = No
     result = importlib.import_module("flows.promote").rollback(cfg)
     output.line(f"{result['model']}: @{cfg.promotion.champion_alias} v{result['from']} -> "
                 f"v{result['champion']} (run {result['run_id']})", "green")
+
+
+def _source(config, overrides) -> str:
+    """Where the run's settings came from, as the user gave them."""
+    from ferry.config import DEFAULT_CONFIG
+
+    base = str(config) if config else (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file()
+                                       else "built-in defaults")
+    return base + (" + --set" if overrides else "")
 
 
 def _with_model(cfg, model: str | None):

@@ -10,24 +10,23 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
+from mlflow.tracking import MlflowClient
 
+from ferry.config import FerryConfig
 from ferry.tracking.client import retrying
 from ferry.tracking.pyfunc import log_kwargs
-
-if TYPE_CHECKING:
-    from ferry.tracking.runs import Tracker
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 
 
 class Registry:
-    """One registered model (``name``) in a tracker's store."""
+    """One registered model (``name``) in a store (``Tracker.model`` builds it)."""
 
-    def __init__(self, tracker: Tracker, name: str) -> None:
-        self.tracker, self.name, self.mc = tracker, name, tracker.mc
+    def __init__(self, mc: MlflowClient, cfg: FerryConfig, name: str) -> None:
+        self.mc, self.cfg, self.name = mc, cfg, name
 
     def register(self, run_id: str, model_dir: Path, tags: dict[str, str],
                  description: str, model_description: str) -> str:
@@ -47,14 +46,14 @@ class Registry:
                     code_paths=[str(Path(ferry.__file__).parent)],
                     pip_requirements=requirements(image), **log_kwargs(image))
 
-        info = retrying(self.tracker.cfg.tracking.outage_window_s, "log the model", log_model)
+        info = retrying(self.cfg.tracking.outage_window_s, "log the model", log_model)
         self._ensure_model(model_description)
         version = self.mc.create_model_version(self.name, info.model_uri, run_id=run_id,
                                                tags=tags, description=description,
                                                model_id=info.model_id)
         try:
             self._wait_ready(version.version)
-            self.set_alias(self.tracker.cfg.tracking.alias, str(version.version))
+            self.set_alias(self.cfg.tracking.alias, str(version.version))
         except BaseException:
             self.mc.delete_model_version(self.name, version.version)
             raise

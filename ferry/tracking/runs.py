@@ -10,16 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
 from ferry.config import FerryConfig
 from ferry.tracking.client import client, experiment_id, tracking_uri
-
-if TYPE_CHECKING:
-    from ferry.tracking.registry import Registry
+from ferry.tracking.registry import Registry
 
 
 class Tracker:
@@ -37,9 +35,11 @@ class Tracker:
     @property
     def registry(self) -> Registry:
         """The configured registered model (``tracking.model_name``)."""
-        from ferry.tracking.registry import Registry
+        return self.model(self.cfg.tracking.model_name)
 
-        return Registry(self, self.cfg.tracking.model_name)
+    def model(self, name: str) -> Registry:
+        """A registered model of this store by name."""
+        return Registry(self.mc, self.cfg, name)
 
     def experiment(self) -> str:
         return experiment_id(self.mc, self.cfg, self.root)

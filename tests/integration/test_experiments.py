@@ -56,7 +56,7 @@ def test_sweep_runs_every_strategy_as_child_runs_and_registers_the_best(tiny_pro
     version = mc.get_model_version("tiny", result["model"]["version"])
     assert version.run_id == best["run_id"]
     assert mc.get_registered_model("tiny").aliases["challenger"] == version.version
-    model = tracking.Registry(tracking.Tracker(cfg, root), "tiny").load("challenger")
+    model = tracking.Tracker(cfg, root).model("tiny").load("challenger")
     assert set(model.predict(["great superb film", "dull boring plot"])) <= {"fresh", "rotten"}
 
 
@@ -67,7 +67,7 @@ def test_unmerged_lora_adapter_registers_and_predicts_by_alias(tiny_project):
     cfg = load_config(None, [*overrides, "strategy.name=lora", "strategy.lora.merge=false",
                              "train.epochs=3", "baseline=none"])
     result = transfer(cfg)
-    model = tracking.Registry(tracking.Tracker(cfg, root), "tiny").load("challenger")
+    model = tracking.Tracker(cfg, root).model("tiny").load("challenger")
     preds = model.predict(["the movie was great and superb", "awful dull boring film"])
     assert set(preds) <= {"fresh", "rotten"}
     run = tracking.client(cfg, root).get_run(result["run_id"])

@@ -61,7 +61,7 @@ def test_flow_tracks_registers_and_predicts_by_alias(tiny_project):
     assert version.tags["data.md5"] == result["data_md5"]
     assert version.tags["pretrained.sha256"] == result["pretrained_sha256"]
 
-    model = tracking.Registry(tracking.Tracker(cfg, root), "tiny").load("challenger")
+    model = tracking.Tracker(cfg, root).model("tiny").load("challenger")
     preds = model.predict(["the movie was great and superb", "awful dull boring film"])
     assert preds == ["fresh", "rotten"]
     assert model.metadata.signature is not None
@@ -102,5 +102,5 @@ def test_other_strategies_run_through_the_flow(tiny_project, strategy):
     run = tracking.client(cfg, root).get_run(result["run_id"])
     assert run.data.tags["ferry.strategy"] == strategy
     assert run.data.params["strategy.layer_decay"] == "0.8"
-    model = tracking.Registry(tracking.Tracker(cfg, root), f"tiny-{strategy}").load("challenger")
+    model = tracking.Tracker(cfg, root).model(f"tiny-{strategy}").load("challenger")
     assert set(model.predict(["great superb film", "dull boring plot"])) <= {"fresh", "rotten"}

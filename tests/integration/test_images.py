@@ -62,7 +62,7 @@ def test_image_flow_trains_scores_and_registers(image_run):
 
 def test_registered_image_model_predicts_files_and_arrays(image_run):
     root, manifest, cfg, _ = image_run
-    model = tracking.Registry(tracking.Tracker(cfg, root), "fm-tiny").load("challenger")
+    model = tracking.Tracker(cfg, root).model("fm-tiny").load("challenger")
     frame = pd.read_csv(manifest).query("split == 'test'").head(6)
     paths = [str(manifest.parent / p) for p in frame["path"]]
     by_path = model.predict(paths)

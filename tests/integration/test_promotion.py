@@ -105,7 +105,7 @@ def _promote(cfg, root, monkeypatch):
 
 
 def _registry(cfg, root, name):
-    return tracking.Registry(tracking.Tracker(cfg, root), name)
+    return tracking.Tracker(cfg, root).model(name)
 
 
 def _champion(cfg, root):

@@ -40,7 +40,7 @@ def test_real_flow_on_fresh_clone_predicts_by_alias(project, prefect_harness):
     assert run.data.metrics["data.rows_train"] >= 200
     assert (project / "data" / "rotten_tomatoes.csv").is_file()
 
-    model = tracking.Registry(tracking.Tracker(cfg, project), "real").load("challenger")
+    model = tracking.Tracker(cfg, project).model("real").load("challenger")
     preds = model.predict(["A moving, funny and beautifully acted triumph.",
                            "A dull, lifeless and boring mess."])
     assert set(preds) <= {"fresh", "rotten"} and len(preds) == 2
