@@ -64,15 +64,20 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
     run = Tracker(cfg, root()).run(run_id)
     run.tags(source_tags(source))
     if role == "transfer" and cfg.self_training.enabled:
-        return _self_train(cfg, source, prepared, run_id)
-    if cfg.self_training.enabled:  # the baseline gets the budget of a self-training round
-        cfg = training.with_min_steps(cfg, prepared.rows["train"], cfg.self_training.min_steps)
-    what = "scratch baseline" if role == "scratch" else f"fine-tune ({cfg.strategy.name})"
-    log.info("%s of %s on %s training rows", what, source.label, f"{prepared.rows['train']:,}")
-    with system_metrics(run):
-        return training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
-                              Path(features_file) if features_file else None, role,
-                              run.epoch_logger(metric_prefix(role)))
+        trained = _self_train(cfg, source, prepared, run_id)
+    else:
+        if cfg.self_training.enabled:  # the baseline gets the budget of a self-training round
+            cfg = training.with_min_steps(cfg, prepared.rows["train"],
+                                          cfg.self_training.min_steps)
+        what = "scratch baseline" if role == "scratch" else f"fine-tune ({cfg.strategy.name})"
+        log.info("%s of %s on %s training rows", what, source.label,
+                 f"{prepared.rows['train']:,}")
+        with system_metrics(run):
+            trained = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
+                                     Path(features_file) if features_file else None, role,
+                                     run.epoch_logger(metric_prefix(role)))
+    run.metrics({f"{metric_prefix(role)}train_rows": trained.train_rows})
+    return trained
 
 
 def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str) -> dict:

@@ -34,6 +34,7 @@ class Completion(BaseModel):
     resumed_step: int = 0
     world_size: int = 1
     history: list[dict[str, float]] = []
+    train_rows: int = 0  # labelled examples in the training split
 
     def write(self, folder: Path) -> Path:
         text = json.dumps(self.model_dump(mode="json"), indent=2)
@@ -61,6 +62,7 @@ class Trained(BaseModel):
     train_seconds: float
     trainable_params: int = 0
     cached: bool = False
+    train_rows: int = 0
 
     @classmethod
     def of(cls, folder: Path, done: Completion, role: Role, resumed_from: int,
@@ -69,7 +71,8 @@ class Trained(BaseModel):
         return cls(model_dir=str(Path(folder) / "model"), role=role, strategy=done.strategy,
                    best_epoch=done.best_epoch, best_val_accuracy=done.best_metric,
                    resumed_from=resumed_from, train_seconds=done.seconds,
-                   trainable_params=done.trainable_params, cached=cached)
+                   trainable_params=done.trainable_params, cached=cached,
+                   train_rows=done.train_rows)
 
 
 def metric_prefix(role: Role) -> str:

@@ -101,12 +101,20 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
                       seconds=result.seconds,
                       trainable_params=strategies.trainable_params(model),
                       resumed_from=result.resumed_from, resumed_step=result.resumed_step,
-                      world_size=worker.size, history=result.history)
+                      world_size=worker.size, history=result.history,
+                      train_rows=_train_rows(split_dir))
     if worker.main:  # in a torchrun job rank 0 alone exports
         model.cpu()
         mod.save(model, tokenizer, cfg, folder / "model", policy.export(model))
         done.write(folder)
     return Trained.of(folder, done, role, result.resumed_from)
+
+
+def _train_rows(split_dir: Path) -> int:
+    """How many labelled examples the training saw (the receipt compares like with like)."""
+    from ferry.data.splits import read_split
+
+    return len(read_split(split_dir, "train"))
 
 
 def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource,

@@ -57,7 +57,7 @@ def test_sweep_runs_every_strategy_as_child_runs_and_registers_the_best(tiny_pro
     assert version.run_id == best["run_id"]
     assert mc.get_registered_model("tiny").aliases["challenger"] == version.version
     model = tracking.Tracker(cfg, root).model("tiny").load("challenger")
-    assert set(model.predict(["great superb film", "dull boring plot"])) <= {"fresh", "rotten"}
+    assert model.predict(["great superb film", "dull boring plot"]) == ["fresh", "rotten"]
 
 
 def test_unmerged_lora_adapter_registers_and_predicts_by_alias(tiny_project):
@@ -69,7 +69,7 @@ def test_unmerged_lora_adapter_registers_and_predicts_by_alias(tiny_project):
     result = transfer(cfg)
     model = tracking.Tracker(cfg, root).model("tiny").load("challenger")
     preds = model.predict(["the movie was great and superb", "awful dull boring film"])
-    assert set(preds) <= {"fresh", "rotten"}
+    assert preds == ["fresh", "rotten"]  # the adapter, re-applied by the loader, learned
     run = tracking.client(cfg, root).get_run(result["run_id"])
     assert run.data.tags["ferry.strategy"] == "lora"
 
@@ -116,18 +116,31 @@ def test_self_training_logs_every_round_on_hidden_labels(tiny_project):
     assert acc and all(0 <= m.value <= 1 for m in acc)
     tests = mc.get_metric_history(result["run_id"], "self_training_test_accuracy")
     assert len(tests) == 3
-    # the scratch baseline saw the same 40 labels, not the hidden ones
+    # the scratch baseline saw the same 40 labels, not the hidden ones, and got the
+    # same budget (at least self_training.min_steps optimizer steps) as a round
+    assert run.data.metrics["scratch_train_rows"] == 40
+    assert run.data.metrics["train_rows"] >= 40  # the kept round: labelled + pseudo-labelled
     assert "transfer_gain" in run.data.metrics
 
 
-def test_domain_adaptation_adds_the_alignment_loss(tiny_project):
+def test_domain_adaptation_pulls_the_domains_together(tiny_project):
+    """The alignment term changes what is learned: with weight 0 the features of the two
+    domains stay apart; with a real weight the MMD^2 between them ends lower."""
     from flows.transfer import transfer
 
     root, overrides = tiny_project
-    target = write_csv(root / "target.csv", [(f"plot {t}", "") for t, _ in review_rows(60, 7)],
-                       header="text,unused")
-    cfg = load_config(None, [*overrides, f"adaptation.target_path={target}",
-                             "adaptation.weight=0.5", "baseline=none"])
-    result = transfer(cfg)
-    history = tracking.client(cfg, root).get_metric_history(result["run_id"], "train_aux_loss")
-    assert [m.step for m in history] == [1, 2] and all(m.value >= 0 for m in history)
+    rows = [(" ".join(["acting", "the", "plot", "movie"][: 2 + i % 3]) + f" scene {i}", "")
+            for i in range(60)]  # another domain: no cue words, other vocabulary
+    target = write_csv(root / "target.csv", rows, header="text,unused")
+    aux = {}
+    for weight in (0.0, 5.0):
+        cfg = load_config(None, [*overrides, f"adaptation.target_path={target}",
+                                 f"adaptation.weight={weight}", "baseline=none",
+                                 "train.epochs=3", f"tracking.run_name=w{weight}"])
+        result = transfer(cfg)
+        history = tracking.client(cfg, root).get_metric_history(result["run_id"],
+                                                                "train_aux_loss")
+        assert [m.step for m in history] == [1, 2, 3]
+        aux[weight] = [m.value for m in history]
+    print("ADAPT", aux)
+    assert aux[5.0][-1] < 0.5 * aux[0.0][-1], aux

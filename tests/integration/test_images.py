@@ -21,12 +21,13 @@ LABELS = fashion_mnist.LABELS
 
 
 def image_overrides(path, **extra) -> list[str]:
-    """A quick image run: 32 px, one epoch, the packaged EfficientNet-Lite0."""
+    """A quick image run: 32 px, three short epochs, the packaged EfficientNet-Lite0."""
     items = {"data.modality": "image", "data.recipe": "null", "data.path": str(path),
              "data.dvc_file": "none.dvc", "data.split_column": "split",
              "data.labels": "[" + ", ".join(LABELS) + "]", "data.min_class_count": "5",
              "data.image.size": "32", "model.source": "packaged",
-             "model.name": "efficientnet-lite0", "train.epochs": "1", "train.lr": "0.001",
+             "model.name": "efficientnet-lite0", "train.epochs": "3", "train.lr": "0.002",
+             "train.batch_size": "16",
              "strategy.backbone_lr_factor": "1.0", "shift.max_samples": "40",
              "tracking.experiment": "images", "tracking.model_name": "fm-tiny", **extra}
     return [f"{k}={v}" for k, v in items.items()]
@@ -51,7 +52,9 @@ def test_image_flow_trains_scores_and_registers(image_run):
     mc = tracking.client(cfg, root)
     run = mc.get_run(result["run_id"])
     metrics, tags = run.data.metrics, run.data.tags
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "scratch_test_accuracy" in metrics
+    # it learned: 10 classes (chance 0.1); measured 0.48 vs 0.13 from scratch (seed 42)
+    assert metrics["test_accuracy"] >= 0.3
+    assert metrics["test_accuracy"] >= metrics["scratch_test_accuracy"] + 0.15
     assert "transfer_gain" in metrics and metrics["data.rows_test"] == 60
     assert tags["data.md5"].endswith(".dir")  # untracked images: their whole folder's md5
     assert tracking.Tracker(cfg, root).registry.state()["aliases"] == {"challenger": 1}
@@ -61,15 +64,17 @@ def test_image_flow_trains_scores_and_registers(image_run):
 
 
 def test_registered_image_model_predicts_files_and_arrays(image_run):
-    root, manifest, cfg, _ = image_run
+    root, manifest, cfg, result = image_run
     model = tracking.Tracker(cfg, root).model("fm-tiny").load("challenger")
-    frame = pd.read_csv(manifest).query("split == 'test'").head(6)
+    frame = pd.read_csv(manifest).query("split == 'test'")
     paths = [str(manifest.parent / p) for p in frame["path"]]
     by_path = model.predict(paths)
-    arrays = np.stack([np.asarray(Image.open(p)) for p in paths])  # N x 28 x 28 grayscale
-    assert model.predict(arrays) == by_path
+    served = float(np.mean(np.array(by_path) == frame["label"].to_numpy()))
+    run = tracking.client(cfg, root).get_run(result["run_id"])
+    assert served == pytest.approx(run.data.metrics["test_accuracy"])  # what was evaluated
+    arrays = np.stack([np.asarray(Image.open(p)) for p in paths[:6]])  # 6 x 28 x 28 grayscale
+    assert model.predict(arrays) == by_path[:6]
     assert model.predict(arrays[0]) == by_path[:1]
-    assert set(by_path) <= set(LABELS) and len(by_path) == 6
     with pytest.raises(ValueError, match="input 0: expected an image file path"):
         model.predict([3.5])
 

@@ -43,4 +43,4 @@ def test_real_flow_on_fresh_clone_predicts_by_alias(project, prefect_harness):
     model = tracking.Tracker(cfg, project).model("real").load("challenger")
     preds = model.predict(["A moving, funny and beautifully acted triumph.",
                            "A dull, lifeless and boring mess."])
-    assert set(preds) <= {"fresh", "rotten"} and len(preds) == 2
+    assert preds == ["fresh", "rotten"]
