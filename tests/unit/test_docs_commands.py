@@ -20,7 +20,7 @@ from ferry.config import load_config
 
 REPO = Path(__file__).parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```(?:bash|sh|shell|console)\n(.*?)^```", re.S | re.M)  # shell only
 PROMPT = re.compile(r"^(?:\$ )?(?:[A-Z_]+=\S+ )*(?:\.venv/bin/)?(ferry\s.*)$")
 
 
@@ -40,7 +40,17 @@ def command_lines() -> list[tuple[str, str]]:
 
 
 def parse(args: list[str]):
-    """The innermost click context of a command line (raises UsageError as the CLI would)."""
+    """The innermost click context of a command line (raises UsageError as the CLI would;
+    ``--help`` parses too, and says so by returning None)."""
+    from typer.exceptions import Exit
+
+    try:
+        return _contexts(args)
+    except Exit:
+        return None
+
+
+def _contexts(args: list[str]):
     ctx = get_command(app).make_context("ferry", list(args))
     while hasattr(ctx.command, "resolve_command"):
         rest = [*ctx._protected_args, *ctx.args]
@@ -64,9 +74,10 @@ def test_the_docs_show_the_commands_a_newcomer_needs():
 def test_documented_command_parses(where, command, monkeypatch):
     monkeypatch.chdir(REPO)
     ctx = parse(shlex.split(command)[1:])
-    params = ctx.params
-    if "set_" in params and "config" in params:
-        load_config(params["config"], params["set_"] or [])
+    params = ctx.params if ctx else {}
+    config = params.get("config")
+    if "set_" in params and (config is None or Path(config).is_file()):  # a user's own
+        load_config(config, params["set_"] or [])  # config file (docs) is only parsed
 
 
 def test_parsing_rejects_what_the_cli_rejects():
