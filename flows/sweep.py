@@ -6,7 +6,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ferry import experiments, steps
 from ferry.config import FerryConfig
 from ferry.models.sources import PretrainedSource
-from flows.common import inputs, mlflow_run
+from flows.common import inputs, log_to_prefect, mlflow_run
 from tasks.experiments import (
     compare,
     register_best,
@@ -45,7 +45,6 @@ def scheduled_sweep(config: str | None = "configs/default.yaml",
                     overrides: list[str] | None = None) -> dict:
     """The sweep for deployments: a config path and overrides in, one worker per strategy
     at a time as ``sweep.concurrency`` says."""
-    from ferry import experiments, steps
     from ferry.config import load_config
 
     cfg = load_config(config, overrides or [])
@@ -57,4 +56,5 @@ def scheduled_sweep(config: str | None = "configs/default.yaml",
 def sweep_member(cfg: FerryConfig, name: str, source: PretrainedSource,
                  prepared: steps.Prepared, parent_id: str, scratch: steps.Trained) -> dict:
     """One strategy of a spread sweep (``sweep.deployment``), run by any worker of the pool."""
+    log_to_prefect()
     return run_member(cfg, name, source, prepared, parent_id, scratch).model_dump(mode="json")
