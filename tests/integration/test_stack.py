@@ -1,21 +1,29 @@
 """The team stack without Docker: Postgres, MLflow server, Prefect server and a worker as real
-processes on loopback; deployments from prefect.yaml, triggered through the Prefect API."""
+processes on loopback; deployments from prefect.yaml, triggered through the Prefect API; what
+the team sees of it in the Prefect UI, opened in headless Chromium."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ferry import stack as stack_mod
+from tests.browser import ARTIFACTS, Browser
 from tests.conftest import review_rows, tiny_overrides, write_csv
 
 REPO = Path(__file__).parents[2]
+EPOCH = re.compile(r"epoch (\d+/\d+) .*val_accuracy")  # one line per epoch, on "ferry"
 
 
 def _prefect(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -44,6 +52,8 @@ def stack(tmp_path):
 
 def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, tiny_bert,
                                                                         tmp_path, monkeypatch):
+    """On a DVC-tracked data version: the first retrain trains and registers the champion
+    (its epochs in the Prefect logs and UI), the second sees the same version and skips."""
     from mlflow.tracking import MlflowClient
 
     project, running = stack
@@ -51,10 +61,12 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
         monkeypatch.setenv(key, value)
     env = {**os.environ, **running.client_env(), "FERRY_PROJECT_DIR": str(project),
            "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
+    data_md5 = _dvc_project(project)
     stack_mod.deploy(running.client_env(), project)
     listed = _prefect(["deployment", "ls"], env, project)
     assert "nightly-retrain" in listed.stdout and "weekly-sweep" in listed.stdout
-    overrides = [*tiny_overrides(tiny_bert, write_csv(project / "good.csv", review_rows(120))),
+    overrides = [*tiny_overrides(tiny_bert, project / "data" / "good.csv"),
+                 "data.path=data/good.csv", "data.dvc_file=data.dvc",
                  "promotion.min_accuracy=0.0", "promotion.min_macro_f1=0.0"]
     params = json.dumps({"config": None, "overrides": overrides})
     trigger = ["deployment", "run", "ferry-retrain/nightly-retrain", "--params", params,
@@ -64,15 +76,104 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
     assert first.returncode == 0, first.stdout[-2000:] + log.read_text(errors="replace")[-4000:]
     mc = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
     champion = mc.get_model_version_by_alias("tiny", "champion")
-    assert champion.version == "1" and champion.tags["data.md5"]
+    assert champion.version == "1" and champion.tags["data.md5"] == data_md5
+    assert mc.get_run(champion.run_id).data.tags["data.dvc_tracked"] == "True"
     assert champion.tags["promotion.decision"] == "promote"
+    run_id, messages = _transfer_run_logs(running)
+    epochs = [m.group(1) for m in map(EPOCH.search, messages) if m]
+    assert epochs == ["1/2", "2/2"] * 2, messages  # fine-tune, then the scratch baseline
+    _ui_shows_deployments_and_epoch_logs(running, run_id)
     second = _prefect(trigger, env, project)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert [v.version for v in mc.search_model_versions("name='tiny'")] == ["1"]
     worker_log = (Path(running.home) / "worker" / "log.txt").read_text(errors="replace")
-    assert f"data version {champion.tags['data.md5']} is the one tiny v1 (@champion) " \
+    assert f"data version {data_md5} is the one tiny v1 (@champion) " \
         "was trained on: skipping training" in worker_log
     _unauthenticated_clients_are_refused(running, project, monkeypatch)
+
+
+def _dvc_project(project: Path) -> str:
+    """Make the project a git + DVC repo with the reviews under data/ (``dvc add data``,
+    committed), as a team's repo is; returns the md5 data.dvc records."""
+    def run(*cmd: str) -> None:
+        subprocess.run(cmd, cwd=project, check=True, capture_output=True, timeout=120)
+
+    write_csv(project / "data" / "good.csv", review_rows(120))
+    (project / ".gitignore").write_text(".ferry/\n__pycache__/\n", encoding="utf-8")
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    git = ["git", "-c", "user.name=ferry-test", "-c", "user.email=test@ferry.invalid"]
+    run("git", "init", "-q")
+    run(dvc, "init", "-q")
+    (project / ".dvc" / "config").write_text("[core]\n    analytics = false\n"
+                                             "    check_update = false\n", encoding="utf-8")
+    run(dvc, "add", "-q", "data")
+    run(*git, "add", "-A")
+    run(*git, "commit", "-q", "-m", "reviews v1")
+    outs = yaml.safe_load((project / "data.dvc").read_text(encoding="utf-8"))["outs"]
+    return outs[0]["md5"]
+
+
+@contextlib.contextmanager
+def _prefect_api(running):
+    """A Prefect client of the stack's API, with its auth string."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    stack_env = running.client_env()
+    with temporary_settings({PREFECT_API_URL: stack_env["PREFECT_API_URL"],
+                             PREFECT_API_AUTH_STRING: stack_env["PREFECT_API_AUTH_STRING"]}), \
+            get_client(sync_client=True) as client:
+        yield client
+
+
+def _transfer_run_logs(running) -> tuple[str, list[str]]:
+    """The ferry-transfer flow run (the retrain's subflow) and its log messages, oldest
+    first, as the Prefect API has them (shipped in batches: wait for the run's last line)."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.client.schemas.sorting import LogSort
+
+    with _prefect_api(running) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["ferry-transfer"])))
+        assert len(runs) == 1 and runs[0].state.is_completed(), runs
+        only_this = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id]))
+        deadline = time.monotonic() + 30
+        while True:
+            logs: list = []
+            while page := client.read_logs(only_this, limit=200, offset=len(logs),
+                                           sort=LogSort.TIMESTAMP_ASC):
+                logs += page
+            finished = any(e.task_run_id is None and "Finished in state" in e.message
+                           for e in logs)  # the flow run's own last line
+            if finished or time.monotonic() > deadline:
+                return str(runs[0].id), [entry.message for entry in logs]
+            time.sleep(1)
+
+
+def _ui_shows_deployments_and_epoch_logs(running, flow_run_id: str) -> None:
+    """The Prefect UI (served by the stack's server) asks for the auth string, then shows
+    the deployments and the training's epochs in the transfer run's logs."""
+    auth = stack_mod.credentials(Path(running.home))["prefect_auth"]
+    url = running.prefect_url
+    shots = [ARTIFACTS / "prefect-ui-deployments.png", ARTIFACTS / "prefect-ui-run-logs.png"]
+    with Browser() as page:
+        page.open(f"{url}/")
+        page.wait_for_text("Login")  # nothing shows without the auth string
+        # what the UI's login form stores: the whole auth string, base64 (basic auth)
+        page.set_local_storage("prefect-password", base64.b64encode(auth.encode()).decode())
+        page.open(f"{url}/deployments")
+        page.wait_for_text("nightly-retrain")
+        page.wait_for_text("weekly-sweep")
+        page.screenshot(shots[0])
+        page.open(f"{url}/runs/flow-run/{flow_run_id}?tab=Logs")
+        page.wait_for_text(EPOCH, scroll=True)
+        page.screenshot(shots[1])
+    assert all(shot.stat().st_size > 10_000 for shot in shots)
 
 
 def _unauthenticated_clients_are_refused(running, project, monkeypatch) -> None:
@@ -113,7 +214,6 @@ def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_pa
     """``sweep.deployment``: each strategy is a flow run of the sweep-member deployment,
     picked up by the pool's worker; the parent compares them and registers the best."""
     from mlflow.tracking import MlflowClient
-    from prefect.client.orchestration import get_client
 
     project, running = stack
     env = {**os.environ, **running.client_env(), "FERRY_PROJECT_DIR": str(project),
@@ -131,12 +231,8 @@ def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_pa
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + \
         log.read_text(errors="replace")[-3000:]
     assert "best by validation" in out.stdout
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-
     stack_env = running.client_env()
-    with temporary_settings({PREFECT_API_URL: stack_env["PREFECT_API_URL"],
-                             PREFECT_API_AUTH_STRING: stack_env["PREFECT_API_AUTH_STRING"]}), \
-            get_client(sync_client=True) as client:
+    with _prefect_api(running) as client:
         members = [r for r in client.read_flow_runs() if r.name.startswith("sweep-")]
     assert sorted(r.name.rsplit("-", 1)[1] for r in members) == ["full", "linear_probe"]
     assert all(r.state.is_completed() and r.work_pool_name == "ferry" for r in members)
@@ -152,8 +248,8 @@ def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_pa
 
 
 def test_ferry_schedule_serves_the_deployments_and_stops_cleanly(tmp_path):
-    """One machine: `ferry schedule` = local server + deployments + worker; SIGTERM (or
-    Ctrl-C) stops all of it."""
+    """One machine: `ferry schedule` = local server (API and UI) + deployments + worker;
+    SIGTERM (or Ctrl-C) stops all of it."""
     import signal
     import time
 
@@ -177,9 +273,22 @@ def test_ferry_schedule_serves_the_deployments_and_stops_cleanly(tmp_path):
                "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
         listed = _prefect(["deployment", "ls"], env, project).stdout
         assert "ferry-retrain/nightly-retrain" in listed and "weekly-sweep" in listed
+        _serves_the_ui(f"http://127.0.0.1:{port}")
         state = stack_mod.load(project / ".ferry" / "schedule")
         assert state is not None and set(state.pids) == {"prefect", "worker"}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert all(not stack_mod._alive(pid) for pid in state.pids.values())
+
+
+def _serves_the_ui(url: str) -> None:
+    """The UI's page (not {"detail":"Not Found"}), pointed at this server's own API port."""
+    import urllib.request
+
+    html = urllib.request.Request(f"{url}/", headers={"Accept": "text/html"})
+    with urllib.request.urlopen(html, timeout=10) as response:
+        assert response.read().lstrip().startswith(b"<!DOCTYPE html>")
+    with urllib.request.urlopen(f"{url}/ui-settings", timeout=10) as response:
+        settings = json.loads(response.read())
+    assert settings["api_url"] == f"{url}/api" and settings["default_ui"] == "v1"

@@ -1,12 +1,12 @@
 """What the team sees: the MLflow UI, served against a run's store, opened in headless
-Chromium (Debian's ``chromium``): the registered model page shows the ``champion`` alias, the
-run page shows the confusion-matrix artifact. Screenshots are kept as test artifacts."""
+Chromium (Debian's ``chromium``, driven by tests/browser.py): the registered model page shows
+the ``champion`` alias, the run page shows the confusion-matrix artifact. Screenshots are kept
+as test artifacts."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,26 +18,18 @@ import pytest
 from ferry import tracking
 from ferry.config import load_config
 from ferry.stack import free_port
+from tests.browser import ARTIFACTS, Browser
 from tests.conftest import review_rows, tiny_overrides, write_csv
 
-ARTIFACTS = Path(os.environ.get("FERRY_TEST_ARTIFACTS",
-                                Path(__file__).parents[2] / ".ferry" / "test-artifacts"))
 
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert found, "headless Chromium is needed: apt-get install chromium (make setup does this)"
-    return found
-
-
-def _browse(url: str, screenshot: Path) -> str:
-    """The page's DOM after its scripts ran, and a screenshot of it."""
-    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--virtual-time-budget=20000", "--window-size=1400,1000"]
-    subprocess.run([*base, f"--screenshot={screenshot}", url], capture_output=True, timeout=120,
-                   check=True)
-    return subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True,
-                          timeout=120, check=True).stdout
+def _browse(url: str, screenshot: Path, ready: str) -> str:
+    """The page's DOM once it contains ``ready`` (the app fetched and rendered its data: no
+    guessing how long that takes), and a screenshot of it."""
+    with Browser() as page:
+        page.open(url)
+        page.wait_for_dom(ready, timeout=60)
+        page.screenshot(screenshot)
+        return page.dom()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +73,7 @@ def test_model_page_shows_the_champion_alias(ui):
     url, _ = ui
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "mlflow-ui-registered-model.png"
-    dom = _browse(f"{url}/#/models/tiny", shot)
+    dom = _browse(f"{url}/#/models/tiny", shot, ready="challenger")
     assert "champion" in dom and "challenger" in dom
     assert shot.stat().st_size > 10_000
 
@@ -91,7 +83,7 @@ def test_run_page_shows_the_confusion_matrix(ui):
     shot = ARTIFACTS / "mlflow-ui-run-confusion-matrix.png"
     page = (f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
             "/artifacts/evaluation/transfer/confusion_matrix.png")
-    dom = _browse(page, shot)
+    dom = _browse(page, shot, ready='alt="evaluation/transfer/confusion_matrix.png"')
     assert 'alt="evaluation/transfer/confusion_matrix.png"' in dom  # the image preview
     assert "learning_curves.png" in dom and "model_card.md" in dom
     assert shot.stat().st_size > 10_000
