@@ -64,6 +64,28 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header: str = "text,label
     return path
 
 
+def dvc_project(root: Path, rows: int = 120) -> Path:
+    """A git repo whose data/ folder is versioned by DVC (data.dvc committed), with the DVC
+    cache emptied as on a fresh clone: the md5 is then checked by hashing the workspace."""
+    import shutil
+    import subprocess
+    import sys
+
+    def run(*cmd: str) -> None:
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+
+    write_csv(root / "data" / "reviews.csv", review_rows(rows))
+    run("git", "init", "-q")
+    run("git", "config", "user.email", "t@example.com")
+    run("git", "config", "user.name", "t")
+    run(str(Path(sys.executable).with_name("dvc")), "init", "-q")
+    run(str(Path(sys.executable).with_name("dvc")), "add", "-q", "data")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "data")
+    shutil.rmtree(root / ".dvc" / "cache")
+    return Path("data/reviews.csv")
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

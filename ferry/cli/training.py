@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,6 +37,7 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, nproc: NprocOpt = None) -
                     "over the same model trained from scratch")
     output.line(f"load it: mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')"
                 f" (version {model['version']})", "green")
+    output.line(f"see it:  {_link(cfg, result['run_id'])}")
 
 
 @app.command()
@@ -64,6 +66,18 @@ def rollback(config: ConfigOpt = None, set_: SetOpt = None, model: ModelOpt = No
     result = importlib.import_module("flows.promote").rollback(cfg)
     output.line(f"{result['model']}: @{cfg.promotion.champion_alias} v{result['from']} -> "
                 f"v{result['champion']} (run {result['run_id']})", "green")
+
+
+def _link(cfg, run_id: str) -> str:
+    """The run's page in the MLflow UI (and how to start the UI for the local store)."""
+    from ferry.tracking import Tracker
+
+    tracker = Tracker(cfg)
+    link = tracker.link(run_id)
+    if tracker.uri.startswith("sqlite:"):
+        store = tracker.uri.replace(str(Path.cwd()) + "/", "")
+        link += f"  (after: mlflow ui --backend-store-uri {store})"
+    return link
 
 
 def _source(config, overrides) -> str:

@@ -38,7 +38,11 @@ def start_run(cfg: FerryConfig, kind: str = "transfer", parent_id: str | None = 
     tags = {"ferry.kind": kind, "ferry.strategy": cfg.strategy.name,
             "ferry.baseline": cfg.baseline, "ferry.dataset": str(cfg.data.path),
             "mlflow.source.name": ENTRY_POINTS.get(kind, "ferry"), "mlflow.source.type": "LOCAL",
-            "mlflow.source.git.commit": git_revision(root())[0], "mlflow.user": _user()}
+            "mlflow.source.git.commit": git_revision(root())[0], "mlflow.user": _user(),
+            "mlflow.note.content": f"Ferry {kind} run: `{cfg.strategy.name}` transfer of "
+                                   f"`{cfg.model.path or cfg.model.name}` to `{cfg.data.path}` "
+                                   "(config.yaml has every setting; the registered version's "
+                                   "description is its model card)."}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     run_id = Tracker(cfg, root()).start_run(name, tags)

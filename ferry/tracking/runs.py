@@ -57,6 +57,17 @@ class Tracker:
     def run(self, run_id: str) -> RunLog:
         return RunLog(self, run_id)
 
+    def link(self, run_id: str) -> str:
+        """Where the run's page is in the MLflow UI. MLflow 3's UI opens an experiment by the
+        browser's GenAI / model-training switch (default GenAI) rather than by
+        ``mlflow.experimentKind``, so the link says ``workflowType=machine_learning``. A
+        local store has no server: the link assumes ``mlflow ui`` on its default port."""
+        uri = self.uri
+        base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else \
+            "http://127.0.0.1:5000"
+        experiment = self.mc.get_run(run_id).info.experiment_id
+        return f"{base}/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
+
     def record_decision(self, kind: str, name: str, metrics: dict,
                         tags: dict[str, Any]) -> str:
         """A finished run holding a promotion or rollback decision (scores as metrics, the

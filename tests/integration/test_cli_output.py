@@ -10,33 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import review_rows, tiny_overrides, write_csv
+from tests.conftest import dvc_project, tiny_overrides
 
 FERRY = str(Path(sys.executable).with_name("ferry"))
 NOISE = re.compile(r"warning|git add|temporary directory|Traceback", re.I)
-
-
-def dvc_project(root: Path, rows: int = 120) -> Path:
-    """A git repo whose data/ folder is versioned by DVC (data.dvc committed), with the DVC
-    cache emptied as on a fresh clone: the md5 is then checked by hashing the workspace."""
-    def run(*cmd: str) -> None:
-        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
-
-    write_csv(root / "data" / "reviews.csv", review_rows(rows))
-    run("git", "init", "-q")
-    run("git", "config", "user.email", "t@example.com")
-    run("git", "config", "user.name", "t")
-    run(str(Path(sys.executable).with_name("dvc")), "init", "-q")
-    run(str(Path(sys.executable).with_name("dvc")), "add", "-q", "data")
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "data")
-    shutil.rmtree(root / ".dvc" / "cache")
-    return Path("data/reviews.csv")
 
 
 def _ferry(root: Path, args: list[str], out: Path) -> tuple[int, str]:

@@ -57,6 +57,16 @@ def test_flow_tracks_registers_and_predicts_by_alias(tiny_project):
     assert "model_card.md" in names
     assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics), \
         sorted(run.data.metrics)
+    assert mc.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == \
+        "finetuning"
+    inputs = {next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+              for d in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["test", "train", "validation"]
+    assert {d.digest for d in inputs.values()} == {result["data_md5"]}
+    assert inputs["train"].source_type == "dvc" and '"md5"' in inputs["train"].source
+    assert tags["mlflow.source.name"] == "flows/transfer.py" and tags["mlflow.user"]
+    description = mc.get_registered_model("tiny").description
+    assert "fresh" in description and "rotten" in description and "classification" in description
     version = mc.get_model_version("tiny", "1")
     assert version.tags["data.md5"] == result["data_md5"]
     assert version.tags["pretrained.sha256"] == result["pretrained_sha256"]
