@@ -21,7 +21,8 @@ from ferry.errors import FerryError
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line ``argv`` (default: sys.argv) and exit with its status."""
+    """Run the command line ``argv`` (default: sys.argv); a failure exits with its status,
+    success returns (so tests and other Python callers can run commands in-process)."""
     from typer._click.exceptions import ClickException, UsageError
 
     from ferry.env import apply_offline_defaults
@@ -54,7 +55,6 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{type(exc).__name__}: {str(exc)[:500]}", code=1,
               hint=f"the traceback is in {where}; run again with --verbose to see it here"
               if where else "run again with --verbose to see the traceback")
-    sys.exit(0)
 
 
 def _fail(message: str, code: int = 2, hint: str | None = None) -> None:

@@ -107,7 +107,8 @@ def test_linear_probe_rerun_hits_the_caches(tiny_project):
 def test_other_strategies_run_through_the_flow(tiny_project, strategy):
     root, overrides = tiny_project
     extra = [f"strategy.name={strategy}", "strategy.freeze_bottom.frozen_layers=1",
-             "train.epochs=3", "strategy.layer_decay=0.8", f"tracking.model_name=tiny-{strategy}"]
+             "train.epochs=8", "train.patience=8", "strategy.layer_decay=0.8",
+             f"tracking.model_name=tiny-{strategy}", "baseline=none", "shift.enabled=false"]
     cfg, result = _run([*overrides, *extra])
     run = tracking.client(cfg, root).get_run(result["run_id"])
     assert run.data.tags["ferry.strategy"] == strategy

@@ -167,7 +167,7 @@ def test_failure_just_before_the_alias_move_leaves_champion(trained, models, mon
     def injected(*args, **kwargs):
         raise RuntimeError("injected failure before the alias move")
 
-    monkeypatch.setattr(tracking, "set_alias", injected)
+    monkeypatch.setattr(tracking.Registry, "set_alias", injected)
     with pytest.raises(RuntimeError, match="injected"):
         _promote(cfg, root, monkeypatch)
     monkeypatch.undo()
