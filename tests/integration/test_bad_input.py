@@ -13,13 +13,14 @@ import pytest
 from ferry import tracking
 from ferry.config import load_config
 from ferry.errors import FerryError
-from tests.conftest import review_rows, tiny_overrides, write_csv
+from tests.conftest import review_rows, seed_store, tiny_overrides, write_csv
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory, tiny_bert, prefect_harness):
+def registered(tmp_path_factory, empty_store, tiny_bert, prefect_harness):
     """A project whose registry already holds one version with the alias set."""
     root = tmp_path_factory.mktemp("bad-input")
+    seed_store(root, empty_store)
     with contextlib.chdir(root):
         from flows.transfer import transfer
 

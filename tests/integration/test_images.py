@@ -16,6 +16,7 @@ from ferry import tracking
 from ferry.config import DataConfig, ImageConfig, load_config
 from ferry.data import fashion_mnist, recipes
 from ferry.errors import FerryError
+from tests.conftest import seed_store
 
 LABELS = fashion_mnist.LABELS
 
@@ -34,9 +35,10 @@ def image_overrides(path, **extra) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def image_run(tmp_path_factory, prefect_harness):
+def image_run(tmp_path_factory, empty_store, prefect_harness):
     """A project with 200 + 60 real Fashion-MNIST images and one registered image model."""
     root = tmp_path_factory.mktemp("images")
+    seed_store(root, empty_store)
     manifest = recipes.build("fashion-mnist", root / "fm" / "manifest.csv",
                              DataConfig(image=ImageConfig(subset_train=200, subset_test=60)))
     with contextlib.chdir(root):

@@ -16,7 +16,7 @@ import pytest
 from ferry import tracking
 from ferry.cli import main
 from ferry.config import load_config
-from tests.conftest import review_rows, tiny_overrides, write_csv
+from tests.conftest import review_rows, seed_store, tiny_overrides, write_csv
 from tests.corpus.malformed import awkward_cases, image_cases, text_cases
 
 MALFORMED = {**text_cases(), **image_cases()}
@@ -24,9 +24,10 @@ AWKWARD = awkward_cases()
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory, tiny_bert, prefect_harness):
+def registered(tmp_path_factory, empty_store, tiny_bert, prefect_harness):
     """A project whose registry holds one version with its alias."""
     root = tmp_path_factory.mktemp("corpus")
+    seed_store(root, empty_store)
     with contextlib.chdir(root):
         from flows.transfer import transfer
 

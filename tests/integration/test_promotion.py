@@ -22,13 +22,14 @@ from ferry.config import load_config
 from ferry.errors import PromotionError
 from ferry.transfer import cache
 from ferry.transfer.inference import predict_folder
-from tests.conftest import review_rows, tiny_overrides, write_csv
+from tests.conftest import review_rows, seed_store, tiny_overrides, write_csv
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_bert, prefect_harness):
+def trained(tmp_path_factory, empty_store, tiny_bert, prefect_harness):
     """A project with the tiny BERT trained once by the transfer flow (model 'tiny' v1)."""
     root = tmp_path_factory.mktemp("promotion")
+    seed_store(root, empty_store)
     with contextlib.chdir(root):
         from flows.transfer import transfer
 

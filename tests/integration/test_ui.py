@@ -20,7 +20,7 @@ from ferry import tracking
 from ferry.config import load_config
 from ferry.stack import free_port
 from tests.browser import ARTIFACTS, Browser
-from tests.conftest import dvc_project, tiny_overrides
+from tests.conftest import dvc_project, seed_store, tiny_overrides
 
 
 def _browse(url: str, screenshot: Path, ready: str) -> str:
@@ -34,9 +34,10 @@ def _browse(url: str, screenshot: Path, ready: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, tiny_bert, prefect_harness):
+def ui(tmp_path_factory, empty_store, tiny_bert, prefect_harness):
     """A store with one trained, promoted model, and `mlflow server` serving it."""
     root = tmp_path_factory.mktemp("ui")
+    seed_store(root, empty_store)
     with contextlib.chdir(root):
         from flows.promote import promote
         from flows.transfer import transfer
