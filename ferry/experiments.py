@@ -87,7 +87,6 @@ def workers(cfg: FerryConfig, source: PretrainedSource) -> int:
 def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> dict:
     """Comparison table (CSV) and chart (PNG) on the parent run; the winner by validation."""
     from ferry.evaluation import comparison
-    from ferry.tracking import Tracker
 
     rows = [{"strategy": r.strategy, "val_accuracy": r.trained.best_val_accuracy,
              **{k: r.metrics.get(k) for k in comparison.COLUMNS},
@@ -95,7 +94,7 @@ def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> 
             for r in results]
     out_dir = Path(cfg.paths.reports) / "sweeps" / parent_id
     files = comparison.write(rows, out_dir)
-    run = Tracker(cfg, steps.root()).run(parent_id)
+    run = steps.run_log(cfg, parent_id)
     run.artifacts(files, "comparison")
     best = comparison.best(rows)
     run.tags({"ferry.best_strategy": best["strategy"], "ferry.best_run_id": best["run_id"]})
@@ -169,12 +168,11 @@ def curve_point(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prep
 
 def curve_report(cfg: FerryConfig, run_id: str, points: list[dict]) -> list[dict]:
     """Summary table, every point and the plot on the curve run; gains as metrics."""
-    from ferry.tracking import Tracker
     from ferry.transfer import curve
 
     rows = curve.summarise(points)
     files = curve.write(points, rows, Path(cfg.paths.reports) / "curves" / run_id)
-    run = Tracker(cfg, steps.root()).run(run_id)
+    run = steps.run_log(cfg, run_id)
     run.artifacts(files, "curve")
     metrics = {}
     for row in rows:

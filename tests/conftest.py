@@ -64,27 +64,33 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header: str = "text,label
     return path
 
 
-def dvc_project(root: Path, rows: int = 120) -> Path:
-    """A git repo whose data/ folder is versioned by DVC (data.dvc committed), with the DVC
-    cache emptied as on a fresh clone: the md5 is then checked by hashing the workspace."""
+def dvc_project(root: Path, rows: int = 120, name: str = "reviews.csv",
+                empty_cache: bool = True) -> Path:
+    """A git repo whose data/ folder is versioned by DVC (data.dvc committed), as a team's repo
+    is; returns the data file's path relative to ``root``. ``empty_cache``: the DVC cache is
+    emptied as on a fresh clone, so the md5 is then checked by hashing the workspace."""
     import shutil
     import subprocess
     import sys
 
     def run(*cmd: str) -> None:
-        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True, timeout=120)
 
-    write_csv(root / "data" / "reviews.csv", review_rows(rows))
-    (root / ".gitignore").write_text("/mlruns\n/.ferry\n/prepared\n", encoding="utf-8")
+    write_csv(root / "data" / name, review_rows(rows))
+    (root / ".gitignore").write_text("/mlruns\n/.ferry\n/prepared\n__pycache__/\n",
+                                     encoding="utf-8")
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    git = ["git", "-c", "user.name=ferry-test", "-c", "user.email=test@ferry.invalid"]
     run("git", "init", "-q")
-    run("git", "config", "user.email", "t@example.com")
-    run("git", "config", "user.name", "t")
-    run(str(Path(sys.executable).with_name("dvc")), "init", "-q")
-    run(str(Path(sys.executable).with_name("dvc")), "add", "-q", "data")
-    run("git", "add", "-A")
-    run("git", "commit", "-qm", "data")
-    shutil.rmtree(root / ".dvc" / "cache")
-    return Path("data/reviews.csv")
+    run(dvc, "init", "-q")
+    (root / ".dvc" / "config").write_text("[core]\n    analytics = false\n"
+                                          "    check_update = false\n", encoding="utf-8")
+    run(dvc, "add", "-q", "data")
+    run(*git, "add", "-A")
+    run(*git, "commit", "-q", "-m", "data")
+    if empty_cache:
+        shutil.rmtree(root / ".dvc" / "cache")
+    return Path("data") / name
 
 
 @pytest.fixture(scope="session")

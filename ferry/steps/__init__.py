@@ -29,14 +29,14 @@ from ferry.steps.model import (
 )
 from ferry.steps.receipts import domain_shift, shift_between_revisions, transfer_gain
 from ferry.steps.register import Registered, register
-from ferry.steps.runs import finish_run, lifecycle, log_metrics, root, start_run
+from ferry.steps.runs import finish_run, lifecycle, log_metrics, root, run_log, start_run
 from ferry.transfer.records import Trained
 
 __all__ = [
     "Prepared", "Registered", "Trained", "check_data", "data_version", "domain_shift",
     "evaluate", "extract_features", "features_cache_key", "fine_tune", "finish_run",
     "hide_labels", "lifecycle", "log_metrics", "log_validation", "read_data", "register",
-    "resolve_data", "retrieve_pretrained", "root", "shift_between_revisions", "source_cache_key",
-    "source_tags", "split_key", "start_run", "transfer_gain", "validate_data",
-    "validation_cache_key",
+    "resolve_data", "retrieve_pretrained", "root", "run_log", "shift_between_revisions",
+    "source_cache_key", "source_tags", "split_key", "start_run", "transfer_gain",
+    "validate_data", "validation_cache_key",
 ]

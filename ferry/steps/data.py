@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from ferry.config import FerryConfig
 from ferry.data.versioning import DataVersion
-from ferry.steps.runs import log, root
+from ferry.steps.runs import log, root, run_log
 
 
 class Prepared(BaseModel):
@@ -41,10 +41,9 @@ def data_version(cfg: FerryConfig) -> DataVersion:
 
 def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
     """The data version, with the run tagged by its lineage."""
-    from ferry.tracking import Tracker
 
     version = data_version(cfg)
-    Tracker(cfg, root()).run(run_id).tags({
+    run_log(cfg, run_id).tags({
         "data.md5": version.md5, "data.dvc_tracked": version.dvc_tracked,
         "data.origin": version.origin, "data.path": str(cfg.data.path),
         "code.git_rev": version.git_rev, "code.git_dirty": version.git_dirty,
@@ -69,14 +68,13 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
     """
     from ferry.data import splits
     from ferry.errors import DataValidationError
-    from ferry.tracking import Tracker
 
     skey = split_key(cfg, version)
     report_dir = root() / cfg.paths.reports / skey
     try:
         parts = check_data(cfg, report_dir)
     except DataValidationError:
-        Tracker(cfg, root()).run(run_id).artifacts([report_dir], "validation")
+        run_log(cfg, run_id).artifacts([report_dir], "validation")
         raise
     split_dir = splits.write_splits(parts, root() / cfg.paths.prepared / skey)
     return Prepared(split_dir=str(split_dir), split_key=skey, report_dir=str(report_dir),
@@ -131,12 +129,11 @@ def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,
     If the cached split files or report were deleted since, validation simply runs again.
     """
     from ferry.data.splits import read_split
-    from ferry.tracking import Tracker
 
     files = [Path(prepared.split_dir) / f"{name}.csv" for name in prepared.rows]
     if not all(f.is_file() for f in [*files, Path(prepared.report_dir) / "validation.html"]):
         prepared = validate_data(cfg, version, run_id)
-    run = Tracker(cfg, root()).run(run_id)
+    run = run_log(cfg, run_id)
     run.artifacts([Path(prepared.report_dir)], "validation")
     run.metrics({f"data.rows_{k}": v for k, v in prepared.rows.items()})
     source = {"path": str(cfg.data.path), "md5": version.md5, "git_rev": version.git_rev,
@@ -154,7 +151,6 @@ def hide_labels(cfg: FerryConfig, prepared: Prepared, run_id: str) -> Prepared:
     rest become the unlabelled pool). Every later step, scratch included, sees only those."""
     from ferry.data import subsets
     from ferry.data.splits import read_split
-    from ferry.tracking import Tracker
 
     fraction = cfg.self_training.label_fraction
     if not fraction:
@@ -163,6 +159,6 @@ def hide_labels(cfg: FerryConfig, prepared: Prepared, run_id: str) -> Prepared:
                                                cfg.data.label_column, fraction,
                                                cfg.data.split.seed)
     rows = {**prepared.rows, "train": len(read_split(split_dir, "train"))}
-    Tracker(cfg, root()).run(run_id).metrics({"data.rows_train_labelled": rows["train"]})
+    run_log(cfg, run_id).metrics({"data.rows_train_labelled": rows["train"]})
     return Prepared(split_dir=str(split_dir), split_key=key, report_dir=prepared.report_dir,
                     rows=rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 from ferry.config import FerryConfig
 from ferry.models.sources import PretrainedSource
 from ferry.steps.data import Prepared
-from ferry.steps.runs import log, root
+from ferry.steps.runs import log, root, run_log
 from ferry.transfer.records import Role, Trained, metric_prefix
 
 
@@ -57,11 +57,10 @@ def source_tags(source: PretrainedSource) -> dict[str, str]:
 def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
               features_file: str | None, run_id: str, role: Role = "transfer") -> Trained:
     """Train with the configured strategy (or the scratch baseline) and export the model."""
-    from ferry.tracking import Tracker
     from ferry.tracking.system import system_metrics
     from ferry.transfer import training
 
-    run = Tracker(cfg, root()).run(run_id)
+    run = run_log(cfg, run_id)
     run.tags(source_tags(source))
     if role == "transfer" and cfg.self_training.enabled:
         trained = _self_train(cfg, source, prepared, run_id)
@@ -82,7 +81,6 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
 
 def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str) -> dict:
     """Test and validation metrics (sklearn) and the confusion matrix, logged to the run."""
-    from ferry.tracking import Tracker
     from ferry.transfer import scoring
 
     prefix = metric_prefix(trained.role)
@@ -91,7 +89,7 @@ def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str
     artifacts += scoring.learning_curves(model_dir, prefix)
     metrics[f"{prefix}best_epoch"] = trained.best_epoch
     metrics[f"{prefix}best_val_accuracy"] = trained.best_val_accuracy
-    run = Tracker(cfg, root()).run(run_id)
+    run = run_log(cfg, run_id)
     run.metrics(metrics)
     run.artifacts(artifacts, f"evaluation/{trained.role}")
     return metrics
@@ -101,14 +99,13 @@ def _self_train(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
                 run_id: str) -> Trained:
     """Self-training rounds, each logged with the round as step (``self_training_*``)."""
     from ferry.errors import ConfigError
-    from ferry.tracking import Tracker
     from ferry.transfer import self_training
 
     pool = cfg.self_training.unlabelled_path or Path(prepared.split_dir) / "unlabelled.csv"
     if not Path(pool).is_file():
         raise ConfigError(f"self_training: the unlabelled pool {pool} does not exist; set "
                           "self_training.unlabelled_path to a CSV of texts")
-    run = Tracker(cfg, root()).run(run_id)
+    run = run_log(cfg, run_id)
 
     def on_round(round_: int, record: dict) -> None:
         run.metrics({f"self_training_{k}": v for k, v in record.items()}, step=round_)

@@ -8,7 +8,7 @@ from ferry.config import FerryConfig
 from ferry.models.sources import PretrainedSource
 from ferry.steps.data import Prepared
 from ferry.steps.model import retrieve_pretrained
-from ferry.steps.runs import log, root
+from ferry.steps.runs import log, root, run_log
 from ferry.transfer.records import Trained, metric_prefix
 
 
@@ -20,7 +20,6 @@ def transfer_gain(cfg: FerryConfig, run_id: str, trained: Trained, scratch: Trai
     import numpy as np
 
     from ferry.evaluation.receipt import paired_bootstrap
-    from ferry.tracking import Tracker
     from ferry.transfer.scoring import predictions
 
     mine = predictions(Path(trained.model_dir), metric_prefix(trained.role))
@@ -34,7 +33,7 @@ def transfer_gain(cfg: FerryConfig, run_id: str, trained: Trained, scratch: Trai
     out = {"transfer_gain": gain, "transfer_gain_ci_low": low, "transfer_gain_ci_high": high,
            "scratch_test_accuracy": float(np.mean(np.array(base["y_pred"]) ==
                                                   np.array(base["y_true"])))}
-    run = Tracker(cfg, root()).run(run_id)
+    run = run_log(cfg, run_id)
     run.metrics(out)
     run.tags({"ferry.negative_transfer": high < 0, "ferry.scratch_model": scratch.model_dir})
     return out
@@ -43,7 +42,6 @@ def transfer_gain(cfg: FerryConfig, run_id: str, trained: Trained, scratch: Trai
 def domain_shift(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
                  run_id: str) -> dict:
     """MMD^2 and p-value between the train and test texts, on pretrained embeddings."""
-    from ferry.tracking import Tracker
     from ferry.transfer import cache, shift
 
     if not cfg.shift.enabled:
@@ -51,7 +49,7 @@ def domain_shift(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
     texts = cache.split_labels(Path(prepared.split_dir), cfg, ("train", "test"))
     result = shift.between(cfg, source, texts["train"][0], texts["test"][0])
     out = {"shift_train_test_mmd2": result.mmd2, "shift_train_test_p": result.p_value}
-    Tracker(cfg, root()).run(run_id).metrics(out)
+    run_log(cfg, run_id).metrics(out)
     log.info("domain shift train vs test: MMD^2 %.4f, p = %.3f", result.mmd2, result.p_value)
     return out
 

@@ -12,8 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferry.config import FerryConfig
+
+if TYPE_CHECKING:
+    from ferry.tracking import RunLog
 
 log = logging.getLogger("ferry.steps")
 # The flow file each kind of run comes from: MLflow's "Source" of the run.
@@ -51,16 +55,19 @@ def start_run(cfg: FerryConfig, kind: str = "transfer", parent_id: str | None = 
     return run_id
 
 
-def finish_run(cfg: FerryConfig, run_id: str, ok: bool) -> None:
+def run_log(cfg: FerryConfig, run_id: str) -> RunLog:
+    """The run a step logs into, in the config's store."""
     from ferry.tracking import Tracker
 
-    Tracker(cfg, root()).run(run_id).end(ok)
+    return Tracker(cfg, root()).run(run_id)
+
+
+def finish_run(cfg: FerryConfig, run_id: str, ok: bool) -> None:
+    run_log(cfg, run_id).end(ok)
 
 
 def log_metrics(cfg: FerryConfig, run_id: str, metrics: dict[str, float]) -> None:
-    from ferry.tracking import Tracker
-
-    Tracker(cfg, root()).run(run_id).metrics(metrics)
+    run_log(cfg, run_id).metrics(metrics)
 
 
 @contextmanager

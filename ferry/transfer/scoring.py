@@ -59,8 +59,7 @@ def test_probabilities(cfg: FerryConfig, model_dir: Path, split_dir: Path):
     data = mod.encode(processor, meta, items, labels)
     logits = inference.run(model, mod.batches(data, cfg.train.eval_batch_size, None, device),
                            len(data), device, desc="evaluate test")
-    probs: torch.Tensor = torch.softmax(logits, 1)
-    return data.labels.numpy(), probs.numpy(), meta
+    return data.labels.numpy(), torch.softmax(logits, 1).numpy(), meta
 
 
 

@@ -94,15 +94,15 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
         distributed.launch(cfg, source, split_dir, split_key, features_file, role, folder,
                            report)
         return _collected(folder, role)
-    result, model, tokenizer, mod = _fit(cfg, policy, source, split_dir, split_key,
-                                         features_file, identity, folder, report)
+    result, model, tokenizer, mod, n_train = _fit(cfg, policy, source, split_dir, split_key,
+                                                  features_file, identity, folder, report)
     done = Completion(key=identity_key(identity), strategy=policy.name,
                       best_epoch=result.best_epoch, best_metric=result.best_metric,
                       seconds=result.seconds,
                       trainable_params=strategies.trainable_params(model),
                       resumed_from=result.resumed_from, resumed_step=result.resumed_step,
                       world_size=worker.size, history=result.history,
-                      train_rows=_train_rows(split_dir))
+                      train_rows=n_train)
     if worker.main:  # in a torchrun job rank 0 alone exports
         model.cpu()
         mod.save(model, tokenizer, cfg, folder / "model", policy.export(model))
@@ -110,17 +110,11 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     return Trained.of(folder, done, role, result.resumed_from)
 
 
-def _train_rows(split_dir: Path) -> int:
-    """How many labelled examples the training saw (the receipt compares like with like)."""
-    from ferry.data.splits import read_split
-
-    return len(read_split(split_dir, "train"))
-
-
 def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource,
          split_dir: Path, split_key: str, features_file: Path | None, identity: dict,
          folder: Path, report: Callable[[int, dict], None] | None):
-    """Build the model the policy wants, then train it (or, zero-shot, only score it)."""
+    """Build the model the policy wants, then train it (or, zero-shot, only score it); also
+    how many labelled examples it trained on (the receipt compares like with like)."""
     torch.manual_seed(cfg.train.seed)
     mod = modality.of(cfg, source)
     tokenizer = mod.processor(source)
@@ -130,8 +124,9 @@ def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource
     if _prototype_head(cfg, policy):
         _init_head(cfg, model, tokenizer, device)
     groups = policy.configure(model, budget.lr, cfg.train.weight_decay)
-    net, batches, steps, validate = _inputs(cfg, mod, policy, model, tokenizer, source,
-                                            split_dir, split_key, features_file, device)
+    net, batches, steps, validate, n_train = _inputs(cfg, mod, policy, model, tokenizer,
+                                                     source, split_dir, split_key,
+                                                     features_file, device)
     if policy.trains:
         hooks = BoundPolicy(policy, model, budget.lr, cfg.train.weight_decay)
         result = fit(net, groups, batches, steps, validate, budget, Checkpointer(folder, identity),
@@ -139,7 +134,7 @@ def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource
                      loss_fn=_loss_fn(cfg, policy, tokenizer, device))
     else:
         result = _no_training(cfg, policy, model, tokenizer, validate, device, report)
-    return result, model, tokenizer, mod
+    return result, model, tokenizer, mod, n_train
 
 
 def _collected(folder: Path, role: Role) -> Trained:
@@ -172,8 +167,8 @@ def _init_head(cfg: FerryConfig, model, tokenizer, device: torch.device) -> None
 def _inputs(cfg: FerryConfig, mod, policy: strategies.Strategy, model, tokenizer,
             source: PretrainedSource, split_dir: Path, split_key: str,
             features_file: Path | None, device: torch.device):
-    """(net, batches, steps per epoch, validate): cached features for probes, else the
-    modality's own batches (tokens or pixels)."""
+    """(net, batches, steps per epoch, validate, training rows): cached features for probes,
+    else the modality's own batches (tokens or pixels)."""
     if policy.cached_features:
         if features_file is None or not features_file.is_file():  # cache entry was removed
             from ferry.transfer import features
@@ -267,7 +262,8 @@ def _finished(folder: Path, key: str, role: Role,
 
 def _setup(net, make: Callable, n_train: int, val_labels: torch.Tensor, cfg: FerryConfig,
            device: torch.device):
-    """The loop's inputs from one batch factory ``make(split, batch_size, seed)``."""
+    """The loop's inputs from one batch factory ``make(split, batch_size, seed)``, and the
+    number of training rows they cover."""
     bs, seed, passes = cfg.train.batch_size, cfg.train.seed, cfg.train.passes_per_epoch
 
     def batches(epoch: int):
@@ -280,7 +276,7 @@ def _setup(net, make: Callable, n_train: int, val_labels: torch.Tensor, cfg: Fer
                                len(val_labels), device)
         return _val_scores(logits, val_labels, cfg.data.labels)
 
-    return net, batches, -(-n_train // bs) * passes, validate
+    return net, batches, -(-n_train // bs) * passes, validate, n_train
 
 
 def _val_scores(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:

@@ -20,7 +20,7 @@ import yaml
 
 from ferry import stack as stack_mod
 from tests.browser import ARTIFACTS, Browser
-from tests.conftest import review_rows, tiny_overrides, write_csv
+from tests.conftest import dvc_project, review_rows, tiny_overrides, write_csv
 
 REPO = Path(__file__).parents[2]
 EPOCH = re.compile(r"epoch (\d+/\d+) .*val_accuracy")  # one line per epoch, on "ferry"
@@ -61,12 +61,13 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
         monkeypatch.setenv(key, value)
     env = {**os.environ, **running.client_env(), "FERRY_PROJECT_DIR": str(project),
            "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
-    data_md5 = _dvc_project(project)
+    data = dvc_project(project, name="good.csv", empty_cache=False)
+    outs = yaml.safe_load((project / "data.dvc").read_text(encoding="utf-8"))["outs"]
+    data_md5 = outs[0]["md5"]
     stack_mod.deploy(running.client_env(), project)
     listed = _prefect(["deployment", "ls"], env, project)
     assert "nightly-retrain" in listed.stdout and "weekly-sweep" in listed.stdout
-    overrides = [*tiny_overrides(tiny_bert, project / "data" / "good.csv"),
-                 "data.path=data/good.csv", "data.dvc_file=data.dvc",
+    overrides = [*tiny_overrides(tiny_bert, data), "data.dvc_file=data.dvc",
                  "promotion.min_accuracy=0.0", "promotion.min_macro_f1=0.0"]
     params = json.dumps({"config": None, "overrides": overrides})
     trigger = ["deployment", "run", "ferry-retrain/nightly-retrain", "--params", params,
@@ -90,27 +91,6 @@ def test_scheduled_retrain_registers_champion_then_skips_unchanged_data(stack, t
     assert f"data version {data_md5} is the one tiny v1 (@champion) " \
         "was trained on: skipping training" in worker_log
     _unauthenticated_clients_are_refused(running, project, monkeypatch)
-
-
-def _dvc_project(project: Path) -> str:
-    """Make the project a git + DVC repo with the reviews under data/ (``dvc add data``,
-    committed), as a team's repo is; returns the md5 data.dvc records."""
-    def run(*cmd: str) -> None:
-        subprocess.run(cmd, cwd=project, check=True, capture_output=True, timeout=120)
-
-    write_csv(project / "data" / "good.csv", review_rows(120))
-    (project / ".gitignore").write_text(".ferry/\n__pycache__/\n", encoding="utf-8")
-    dvc = str(Path(sys.executable).with_name("dvc"))
-    git = ["git", "-c", "user.name=ferry-test", "-c", "user.email=test@ferry.invalid"]
-    run("git", "init", "-q")
-    run(dvc, "init", "-q")
-    (project / ".dvc" / "config").write_text("[core]\n    analytics = false\n"
-                                             "    check_update = false\n", encoding="utf-8")
-    run(dvc, "add", "-q", "data")
-    run(*git, "add", "-A")
-    run(*git, "commit", "-q", "-m", "reviews v1")
-    outs = yaml.safe_load((project / "data.dvc").read_text(encoding="utf-8"))["outs"]
-    return outs[0]["md5"]
 
 
 @contextlib.contextmanager
