@@ -46,9 +46,10 @@ def _in_a_run(record: logging.LogRecord) -> bool:
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
-def inputs(cfg: FerryConfig, run_id: str) -> tuple[DataVersion, steps.Prepared,
+def inputs(cfg: FerryConfig, run_id: str) -> tuple[FerryConfig, DataVersion, steps.Prepared,
                                                      PretrainedSource]:
-    """Resolve the data version, validate and split it, and locate the pretrained weights."""
+    """Resolve the data version, validate and split it, and locate the pretrained weights;
+    the config comes back with the labels the validated data carries."""
     version = resolve_data(cfg, run_id)
     prepared = log_validation(cfg, version, validate_data(cfg, version, run_id), run_id)
-    return version, prepared, retrieve_pretrained(cfg)
+    return prepared.bind(cfg), version, prepared, retrieve_pretrained(cfg)

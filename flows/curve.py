@@ -13,7 +13,7 @@ from tasks.experiments import curve_point, curve_report
 def curve(cfg: FerryConfig) -> dict:
     """Train every point of the curve and log its table and plot."""
     with mlflow_run(cfg, kind="curve") as run_id:
-        _, prepared, source = inputs(cfg, run_id)
+        cfg, _, prepared, source = inputs(cfg, run_id)
         futures = [curve_point.submit(cfg, source, prepared, k, seed, arm)
                    for k, seed, arm in curve_grid(cfg)]
         rows = curve_report(cfg, run_id, [future.result() for future in futures])

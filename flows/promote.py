@@ -16,6 +16,7 @@ def promote(cfg: FerryConfig) -> dict:
     with mlflow_run(cfg, kind="promotion") as run_id:
         version = resolve_data(cfg, run_id)
         prepared = log_validation(cfg, version, validate_data(cfg, version, run_id), run_id)
+        cfg = prepared.bind(cfg)
         decision = promote_task(cfg, version, prepared, run_id)
     return decision
 

@@ -21,7 +21,7 @@ from tasks.experiments import (
 def sweep(cfg: FerryConfig) -> dict:
     """Compare transfer strategies; register the best by validation accuracy."""
     with mlflow_run(cfg, kind="sweep") as parent:
-        version, prepared, source = inputs(cfg, parent)
+        cfg, version, prepared, source = inputs(cfg, parent)
         scratch = scratch_baseline(cfg, source, prepared, parent)
         if cfg.sweep.deployment:  # one flow run per strategy, on the pool's workers
             results = spread_strategies(cfg, source, prepared, parent, scratch)

@@ -129,6 +129,7 @@ def project(tmp_path, monkeypatch, empty_store) -> Path:
 def tiny_overrides(model_dir: Path, data: Path) -> list[str]:
     """Config overrides for a fast run on a user CSV with the tiny model."""
     return [f"data.path={data}", "data.recipe=null", "data.dvc_file=none.dvc",
+            "data.labels=[rotten, fresh]",
             "data.min_class_count=5", "model.source=local", f"model.path={model_dir}",
             "model.max_length=32", "train.epochs=2", "train.batch_size=16",
             "train.lr=0.003", "strategy.backbone_lr_factor=1.0",

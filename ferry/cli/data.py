@@ -14,16 +14,30 @@ from ferry.cli.app import ConfigOpt, SetOpt, app, data_app, load
 
 @app.command()
 def validate(config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Validate the configured dataset (Great Expectations) without training."""
+    """Validate the configured dataset (Great Expectations) without training: what the run
+    would repair, and what would stop it."""
     from ferry import steps
 
     cfg = load(config, set_)
     steps.data_version(cfg)
+    validate_and_report(cfg)
+
+
+def validate_and_report(cfg) -> None:
+    """Run the suites and the repair policy on the configured data and print the summary:
+    one line per repair, the split sizes and labels, where the report is."""
+    from ferry import steps
+
     report_dir = cfg.paths.reports / "validate"
-    parts = steps.check_data(cfg, report_dir)
-    rows = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
-    output.line(f"{cfg.data.path}: all expectations passed ({rows}); report: "
-                f"{report_dir / 'validation.html'}", "green")
+    checked = steps.check_data(cfg, report_dir)
+    for fix in checked.repairs:
+        output.line(f"  data repair: {fix.line()}", "yellow")
+    rows = ", ".join(f"{name} {len(part):,}" for name, part in checked.parts.items())
+    counts = checked.parts["train"][cfg.data.label_column].value_counts()
+    labels = ", ".join(f"{lbl} {int(counts.get(lbl, 0)):,}" for lbl in checked.labels)
+    verdict = "passed after repairs" if checked.repairs else "all expectations passed"
+    output.line(f"{cfg.data.path}: {verdict} ({rows}); labels (train rows): {labels}; "
+                f"report: {report_dir / 'validation.html'}", "green")
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ferry.config.base import Strict as _Strict
 
@@ -39,6 +39,35 @@ class ImageConfig(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
+RECIPE_LABELS = {"rotten-tomatoes": ["rotten", "fresh"],
+                 "fashion-mnist": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal",
+                                   "shirt", "sneaker", "bag", "ankle-boot"]}
+
+Repair = Literal["drop", "fail"]
+
+
+class RepairConfig(_Strict):
+    """What validation does with messy-but-usable rows: ``drop`` them and report each one, or
+    ``fail`` the run naming them (``data.strict: true`` makes every rule ``fail``)."""
+
+    missing: Repair = "drop"  # empty/NaN text or label
+    duplicates: Repair = "drop"  # the same text and label again (whitespace-normalised)
+    conflicts: Repair = "drop"  # one text under several labels: all its rows go
+    leakage: Repair = "drop"  # a validation/test text that is also a training text
+    long: Literal["keep", "fail"] = "keep"  # texts over max_text_chars (the tokenizer cuts)
+
+
+class ChunkConfig(_Strict):
+    """Windows over a long text (``data.long_text: chunk``): ``model.max_length`` tokens each,
+    neighbours sharing ``overlap`` tokens, at most ``max_windows`` per text (evenly spread over
+    a longer one), pooled into one representation: ``mean``, or a learned ``attention`` over
+    the windows (starts as the mean)."""
+
+    overlap: int | None = Field(None, ge=0)  # null: a quarter of a window (31 of 128 tokens)
+    max_windows: int = Field(16, ge=1, le=512)
+    pooling: Literal["mean", "attention"] = "mean"
+
+
 class DataConfig(_Strict):
     """Where the labelled data lives and what it must look like.
 
@@ -55,18 +84,38 @@ class DataConfig(_Strict):
     path_column: str = "path"
     label_column: str = "label"
     split_column: str | None = None
-    labels: list[str] = Field(default_factory=lambda: ["rotten", "fresh"], min_length=2)
+    # null: the labels found in the training split (sorted), recorded on the run; a list is
+    # enforced (a row with another label stops the run). Built-in recipes know theirs.
+    labels: list[str] | None = Field(None, min_length=2)
     split: SplitConfig = Field(default_factory=SplitConfig)
     min_text_chars: int = Field(1, ge=1)
     max_text_chars: int = Field(5000, ge=1)
     min_class_count: int = Field(10, ge=1)
     max_rows: int | None = Field(None, ge=10)
+    strict: bool = False  # true: every repair below is a failure instead
+    repair: RepairConfig = Field(default_factory=RepairConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
 
     @field_validator("labels")
     @classmethod
-    def _unique_labels(cls, labels: list[str]) -> list[str]:
-        if len(set(labels)) != len(labels):
+    def _unique_labels(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and len(set(labels)) != len(labels):
             raise ValueError(f"labels must be unique, got {labels}")
         return labels
 
+    @model_validator(mode="after")
+    def _recipe_labels(self) -> DataConfig:
+        """A built-in recipe's labels, in its order (the head's rows and prototypes follow it)."""
+        if self.labels is None and self.recipe in RECIPE_LABELS:
+            self.labels = list(RECIPE_LABELS[self.recipe])
+        return self
+
+    def policy(self, rule: str) -> str:
+        """The action for one repair rule, ``fail`` for every rule under ``strict``."""
+        action = getattr(self.repair, rule)
+        return "fail" if self.strict else action
+
+    # Long texts: cut at model.max_length (truncate), read whole as overlapping windows
+    # (chunk), or auto: chunk when more than a tenth of the training texts would be cut.
+    long_text: Literal["auto", "truncate", "chunk"] = "auto"
+    chunk: ChunkConfig = Field(default_factory=ChunkConfig)

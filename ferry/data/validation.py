@@ -12,8 +12,8 @@ flow can log it to MLflow.
 from __future__ import annotations
 
 import html
-import logging
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,11 @@ EXAMPLES = 5
 
 @dataclass
 class Finding:
-    """One expectation's outcome, reduced to what a person needs to fix the data."""
+    """One expectation's outcome, reduced to what a person needs to fix the data.
+
+    ``rule`` names the repair rule (``ferry.data.repair.RULES``) for the expectations whose
+    rows the policy can act on; ``action`` is what was done (passed, dropped, kept, failed).
+    """
 
     suite: str
     expectation: str
@@ -38,32 +42,44 @@ class Finding:
     unexpected: int = 0
     examples: list[str] = field(default_factory=list)
     expected: str = ""
+    rule: str | None = None
+    rows: list[Any] = field(default_factory=list)
+    action: str = ""
 
 
-def _unique(gxe, text: str, split: str | None):
-    """No text twice within a split (a duplicate weighs double in training or scoring); the
-    same text in train and test is reported by the leakage check, which says so."""
-    if split:
-        return gxe.ExpectCompoundColumnsToBeUnique(column_list=[split, text])
-    return gxe.ExpectColumnValuesToBeUnique(column=text)
+def _rule(expectation: Any, rule: str) -> Any:
+    expectation.meta = {"rule": rule}
+    return expectation
 
 
 def _text_suite(cfg: DataConfig) -> list[Any]:
+    """The raw table's rules; the ones tagged with a rule are repairable by the policy."""
     import great_expectations.expectations as gxe
 
+    from ferry.data.repair import KEY, LABELS_PER_TEXT
+
     text, label = cfg.text_column, cfg.label_column
-    return [
+    group = [KEY, label, *([cfg.split_column] if cfg.split_column else [])]
+    suite = [
         gxe.ExpectColumnToExist(column=text),
         gxe.ExpectColumnToExist(column=label),
-        gxe.ExpectColumnValuesToNotBeNull(column=text),
-        _unique(gxe, text, cfg.split_column),
-        gxe.ExpectColumnValuesToMatchRegex(column=text, regex=r"\S"),
-        gxe.ExpectColumnValueLengthsToBeBetween(column=text, min_value=cfg.min_text_chars,
-                                                max_value=cfg.max_text_chars),
-        gxe.ExpectColumnValuesToNotBeNull(column=label),
-        gxe.ExpectColumnValuesToBeInSet(column=label, value_set=list(cfg.labels)),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2),
+        *([gxe.ExpectColumnToExist(column=cfg.split_column)] if cfg.split_column else []),
+        _rule(gxe.ExpectColumnValuesToNotBeNull(column=text), "missing"),
+        _rule(gxe.ExpectColumnValuesToMatchRegex(column=text, regex=r"\S"), "missing"),
+        _rule(gxe.ExpectColumnValuesToNotBeNull(column=label), "missing"),
+        _rule(gxe.ExpectColumnValuesToMatchRegex(column=label, regex=r"\S"), "missing"),
+        _rule(gxe.ExpectColumnValuesToBeBetween(column=LABELS_PER_TEXT, max_value=1),
+              "conflicts"),
+        _rule(gxe.ExpectCompoundColumnsToBeUnique(column_list=group,
+                                                  ignore_row_if="any_value_is_missing"),
+              "duplicates"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column=text, min_value=cfg.min_text_chars),
+        _rule(gxe.ExpectColumnValueLengthsToBeBetween(column=text,
+                                                      max_value=cfg.max_text_chars), "long"),
     ]
+    if cfg.labels is not None:
+        suite.append(gxe.ExpectColumnValuesToBeInSet(column=label, value_set=list(cfg.labels)))
+    return suite
 
 
 def _image_suite(cfg: DataConfig) -> list[Any]:
@@ -80,21 +96,24 @@ def _image_suite(cfg: DataConfig) -> list[Any]:
         gxe.ExpectColumnValuesToBeBetween(column="height", min_value=img.min_side,
                                           max_value=img.max_side),
         gxe.ExpectColumnValuesToNotBeNull(column=label),
-        gxe.ExpectColumnValuesToBeInSet(column=label, value_set=list(cfg.labels)),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2),
+        *([gxe.ExpectColumnValuesToBeInSet(column=label, value_set=list(cfg.labels))]
+          if cfg.labels is not None else []),
     ]
 
 
 def _count_suite(cfg: DataConfig) -> list[Any]:
+    """Per label (given, or found after repairs): enough rows; and at least two labels."""
     import great_expectations.expectations as gxe
 
-    return [gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=cfg.min_class_count)]
+    return [gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=cfg.min_class_count),
+            gxe.ExpectTableRowCountToBeBetween(min_value=2)]
 
 
-def _leak_suite() -> list[Any]:
+def _leak_suite(column: str, value: Any, rule: str | None) -> list[Any]:
     import great_expectations.expectations as gxe
 
-    return [gxe.ExpectColumnValuesToBeInSet(column="also_in_test", value_set=[False])]
+    expectation = gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[value])
+    return [_rule(expectation, rule) if rule else expectation]
 
 
 def _run_suite(name: str, expectations: list[Any], frame: pd.DataFrame,
@@ -124,14 +143,16 @@ def _finding(suite: str, res: Any, index: str) -> Finding:
     kwargs = {k: v for k, v in conf.kwargs.items() if k not in ("batch_id", "column")}
     out = res.result or {}
     rows = out.get("unexpected_index_list") or []
-    examples = [f"{index} {r.get(index)}: {_short(next((v for k, v in r.items() if k != index), ''))}"
+    examples = [f"{index} {r.get(index)}: "
+                f"{_short(next((v for k, v in r.items() if k != index), ''))}"
                 for r in rows[:EXAMPLES]]
     if not res.success and not examples and "observed_value" in out:
         examples = [f"observed {out['observed_value']!r}"]
     if res.exception_info and res.exception_info.get("raised_exception"):
         examples.append(str(res.exception_info.get("exception_message")))
     return Finding(suite, conf.type, conf.kwargs.get("column"), bool(res.success),
-                   int(out.get("unexpected_count") or 0), examples, _expected(kwargs))
+                   int(out.get("unexpected_count") or 0), examples, _expected(kwargs),
+                   (conf.meta or {}).get("rule"), [r.get(index) for r in rows])
 
 
 def _short(value: Any) -> str:
@@ -145,7 +166,7 @@ def _expected(kwargs: dict) -> str:
 
 
 def check_table(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
-    """Shape and label checks on the raw table, plus per-class counts.
+    """Shape and label checks on the raw table (text tables carry ``repair.derive``'s columns).
 
     Image tables must carry the per-file columns of ``images.inspect`` (problem, mode, size);
     their findings name files rather than rows.
@@ -155,40 +176,63 @@ def check_table(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
                                  cfg.path_column)
     else:
         findings, _ = _run_suite("text-classification", _text_suite(cfg), frame, ROW)
-    if cfg.label_column in frame.columns:
-        counts = frame[cfg.label_column].value_counts()
-        table = pd.DataFrame({"label": list(cfg.labels),
-                              "rows": [int(counts.get(lbl, 0)) for lbl in cfg.labels]})
-        more, _ = _run_suite("class-counts", _count_suite(cfg), table, "label")
+    return findings
+
+
+def check_counts(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
+    """After repairs: every label (the given list, else those found) has enough rows."""
+    counts = frame[cfg.label_column].value_counts()
+    labels = list(cfg.labels) if cfg.labels is not None else sorted(counts.index)
+    table = pd.DataFrame({"label": labels, "rows": [int(counts.get(lbl, 0)) for lbl in labels]})
+    findings, _ = _run_suite("class-counts", _count_suite(cfg), table, "label")
+    index = ROW if ROW in frame.columns else cfg.path_column
+    for f in findings:  # a rare label is often a typo: say where it is
+        f.examples = [ex + _where(frame, cfg.label_column, index, label)
+                      for ex, label in zip(f.examples, f.rows, strict=False)]
+    return findings
+
+
+def _where(frame: pd.DataFrame, column: str, index: str, label: Any) -> str:
+    rows = frame.loc[frame[column] == label, index].astype(str).tolist()
+    if not rows or len(rows) > EXAMPLES:
+        return ""
+    return f" ({index} {', '.join(rows)})"
+
+
+def check_leakage(parts: dict[str, pd.DataFrame], cfg: DataConfig) -> list[Finding]:
+    """Images: no image (by pixel hash) of train or validation may also be in test. Texts:
+    per evaluation split, the rows whose text is also a training (or, for test, a validation)
+    text, flagged for the leakage rule; either would inflate the metrics."""
+    if cfg.modality == "image":
+        seen = pd.concat([parts["train"], parts["validation"]])
+        test = set(parts["test"]["pixel_hash"].dropna())
+        frame = pd.DataFrame({cfg.path_column: seen[cfg.path_column],
+                              "also_in_test": seen["pixel_hash"].isin(test)})
+        findings, _ = _run_suite("train-test-leakage", _leak_suite("also_in_test", False, None),
+                                 frame, cfg.path_column)
+        return findings
+    from ferry.data.repair import LEAKS
+
+    findings = []
+    for name, part in parts.items():
+        more, _ = _run_suite(f"{name}-leakage", _leak_suite(LEAKS, 0, "leakage"),
+                             part[[ROW, LEAKS]], ROW)
         findings += more
     return findings
 
 
-def check_leakage(parts: dict[str, pd.DataFrame], cfg: DataConfig) -> list[Finding]:
-    """No text (or image, by pixel hash) of train or validation may also appear in test: it
-    would inflate test metrics."""
-    seen = pd.concat([parts["train"], parts["validation"]])
-    if cfg.modality == "image":
-        test = set(parts["test"]["pixel_hash"].dropna())
-        frame = pd.DataFrame({cfg.path_column: seen[cfg.path_column],
-                              "also_in_test": seen["pixel_hash"].isin(test)})
-        index = cfg.path_column
-    else:
-        test = set(parts["test"][cfg.text_column].str.strip())
-        frame = pd.DataFrame({ROW: seen[ROW].astype(int), cfg.text_column: seen[cfg.text_column],
-                              "also_in_test": seen[cfg.text_column].str.strip().isin(test)})
-        index = ROW
-    findings, _ = _run_suite("train-test-leakage", _leak_suite(), frame, index)
-    return findings
-
-
-def raise_on_failure(findings: list[Finding], source: Path, report: Path) -> None:
-    """Stop with one readable message listing each failed expectation and example rows."""
-    failed = [f for f in findings if not f.success]
-    if not failed:
+def raise_on_failure(findings: list[Finding], source: Path, report: Path,
+                     failed_repairs: list[str] = ()) -> None:
+    """Stop with one readable message: each failed repair rule with its rows, then each other
+    failed expectation with example rows."""
+    failed = [f for f in findings if not f.success and not f.rule]
+    if not failed and not failed_repairs:
         return
-    lines = [f"data validation failed for {source} ({len(failed)} expectation(s); "
-             f"report: {report}):"]
+    lines = [f"data validation failed for {source} "
+             f"({len(failed) + len(failed_repairs)} problem(s); report: {report}):"]
+    lines += [f"  - {line}" for line in failed_repairs]  # with their example lines
+    if failed_repairs:
+        lines.append("    (data.strict / data.repair.<rule>: fail; set it to drop to repair)")
     for f in failed:
         col = f" on column {f.column!r}" if f.column else ""
         lines.append(f"  - {f.suite}: {f.expectation}{col} failed for {f.unexpected} row(s); "
@@ -197,21 +241,33 @@ def raise_on_failure(findings: list[Finding], source: Path, report: Path) -> Non
     raise DataValidationError("\n".join(lines), report=str(report))
 
 
-def write_report(findings: list[Finding], source: Path, out_dir: Path) -> Path:
-    """An HTML page (the Data Docs equivalent, offline, self-contained) and a JSON file."""
+def write_report(findings: list[Finding], source: Path, out_dir: Path,
+                 repairs: list[Any] = ()) -> Path:
+    """An HTML page (the Data Docs equivalent, offline, self-contained) and a JSON file: every
+    expectation, then every repair with all of its rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    ok = all(f.success for f in findings) and all(r.action != "failed" for r in repairs)
     (out_dir / "validation.json").write_text(json.dumps(
-        {"source": str(source), "success": all(f.success for f in findings),
-         "results": [f.__dict__ for f in findings]}, indent=2, default=str), encoding="utf-8")
+        {"source": str(source), "success": ok, "results": [f.__dict__ for f in findings],
+         "repairs": [{**r.__dict__, "count": r.count} for r in repairs]},
+        indent=2, default=str), encoding="utf-8")
+    esc = html.escape
     rows = "".join(
-        f"<tr class={'ok' if f.success else 'fail'}><td>{html.escape(f.suite)}</td>"
-        f"<td>{html.escape(f.expectation)}</td><td>{html.escape(str(f.column or ''))}</td>"
-        f"<td>{'passed' if f.success else 'FAILED'}</td><td>{f.unexpected}</td>"
-        f"<td>{html.escape(f.expected)}</td><td>{'<br>'.join(map(html.escape, f.examples))}</td></tr>"
+        f"<tr class={'ok' if f.success else 'fail'}><td>{esc(f.suite)}</td>"
+        f"<td>{esc(f.expectation)}</td><td>{esc(str(f.column or ''))}</td>"
+        f"<td>{esc(f.action or ('passed' if f.success else 'FAILED'))}</td><td>{f.unexpected}</td>"
+        f"<td>{esc(f.expected)}</td><td>{'<br>'.join(map(esc, f.examples))}</td></tr>"
         for f in findings)
+    fixes = "".join(
+        f"<tr class={'fail' if r.action == 'failed' else 'ok'}><td>{esc(r.rule)}</td>"
+        f"<td>{r.action}</td><td>{r.count}</td><td>{esc(', '.join(map(str, r.rows)))}</td>"
+        f"<td>{'<br>'.join(map(esc, r.examples))}</td></tr>" for r in repairs)
     page = (f"<html><head><meta charset='utf-8'><title>Ferry data validation</title><style>"
             "td,th{border:1px solid #ccc;padding:4px}.fail{background:#fdd}.ok{background:#efe}"
-            f"</style></head><body><h1>Data validation: {html.escape(str(source))}</h1>"
+            f"</style></head><body><h1>Data validation: {esc(str(source))}</h1>"
+            "<h2>Repairs</h2><table><tr><th>rule</th><th>action</th><th>rows</th>"
+            f"<th>row numbers</th><th>examples</th></tr>{fixes}</table>"
+            "<h2>Expectations</h2>"
             "<table><tr><th>suite</th><th>expectation</th><th>column</th><th>result</th>"
             f"<th>unexpected rows</th><th>expected</th><th>examples</th></tr>{rows}</table>"
             "</body></html>")

@@ -6,6 +6,7 @@ cache keys and the library stays usable without Prefect.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -16,12 +17,22 @@ from ferry.steps.runs import log, root, run_log
 
 
 class Prepared(BaseModel):
-    """Validated splits of one data version."""
+    """Validated splits of one data version, the labels they carry and the repairs made."""
 
     split_dir: str
     split_key: str
     report_dir: str
     rows: dict[str, int]
+    labels: list[str] = []
+    dropped: dict[str, int] = {}  # repair rule -> rows dropped
+    repairs: list[str] = []  # one line per repair, as printed
+
+    def bind(self, cfg: FerryConfig) -> FerryConfig:
+        """The config with ``data.labels`` resolved: every later step reads the labels there."""
+        if cfg.data.labels == self.labels or not self.labels:
+            return cfg
+        return cfg.model_copy(update={"data": cfg.data.model_copy(
+            update={"labels": list(self.labels)})})
 
 
 def data_version(cfg: FerryConfig) -> DataVersion:
@@ -72,29 +83,24 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
     skey = split_key(cfg, version)
     report_dir = root() / cfg.paths.reports / skey
     try:
-        parts = check_data(cfg, report_dir)
+        checked = check_data(cfg, report_dir)
     except DataValidationError:
         run_log(cfg, run_id).artifacts([report_dir], "validation")
         raise
-    split_dir = splits.write_splits(parts, root() / cfg.paths.prepared / skey)
+    split_dir = splits.write_splits(checked.parts, root() / cfg.paths.prepared / skey)
     return Prepared(split_dir=str(split_dir), split_key=skey, report_dir=str(report_dir),
-                    rows={name: len(part) for name, part in parts.items()})
+                    rows={name: len(part) for name, part in checked.parts.items()},
+                    labels=checked.labels, repairs=[r.line() for r in checked.repairs],
+                    dropped={r.rule: r.count for r in checked.repairs
+                             if r.action == "dropped"})
 
 
-def check_data(cfg: FerryConfig, report_dir: Path) -> dict:
-    """Run the suites, write the report, raise DataValidationError on failure; the splits."""
-    from ferry.data import splits, validation
+def check_data(cfg: FerryConfig, report_dir: Path):
+    """Read, run the suites and the repair policy, write the report, split; raise
+    DataValidationError on what cannot be repaired. Returns ``checks.Checked``."""
+    from ferry.data import checks
 
-    frame = read_data(cfg)
-    findings = validation.check_table(frame, cfg.data)
-    parts = None
-    if all(f.success for f in findings):
-        parts = splits.split_frame(frame, cfg.data)
-        findings += validation.check_leakage(parts, cfg.data)
-    report = validation.write_report(findings, cfg.data.path, report_dir)
-    validation.raise_on_failure(findings, cfg.data.path, report)
-    assert parts is not None
-    return parts
+    return checks.check(read_data(cfg), cfg.data, report_dir)
 
 
 def read_data(cfg: FerryConfig):
@@ -133,9 +139,17 @@ def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,
     files = [Path(prepared.split_dir) / f"{name}.csv" for name in prepared.rows]
     if not all(f.is_file() for f in [*files, Path(prepared.report_dir) / "validation.html"]):
         prepared = validate_data(cfg, version, run_id)
+    from ferry.data.repair import RULES
+
     run = run_log(cfg, run_id)
     run.artifacts([Path(prepared.report_dir)], "validation")
-    run.metrics({f"data.rows_{k}": v for k, v in prepared.rows.items()})
+    run.metrics({f"data.rows_{k}": v for k, v in prepared.rows.items()}
+                | {f"data_dropped_{rule}": prepared.dropped.get(rule, 0)
+                   for rule in RULES if rule != "long"})
+    run.tags({"data.labels": json.dumps(prepared.labels),
+              "data.labels_source": "config" if cfg.data.labels else "inferred from train"})
+    for line in prepared.repairs:
+        log.info("data repair: %s", line)
     source = {"path": str(cfg.data.path), "md5": version.md5, "git_rev": version.git_rev,
               "dvc_file": str(cfg.data.dvc_file) if version.dvc_tracked else ""}
     run.datasets({name: read_split(Path(prepared.split_dir), name) for name in prepared.rows},
@@ -160,5 +174,5 @@ def hide_labels(cfg: FerryConfig, prepared: Prepared, run_id: str) -> Prepared:
                                                cfg.data.split.seed)
     rows = {**prepared.rows, "train": len(read_split(split_dir, "train"))}
     run_log(cfg, run_id).metrics({"data.rows_train_labelled": rows["train"]})
-    return Prepared(split_dir=str(split_dir), split_key=key, report_dir=prepared.report_dir,
-                    rows=rows)
+    return prepared.model_copy(update={"split_dir": str(split_dir), "split_key": key,
+                                      "rows": rows})

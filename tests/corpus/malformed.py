@@ -7,16 +7,19 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ferry.data.repair import RULES
 from tests.conftest import review_rows
 
 Builder = Callable[[Path], tuple[Path, list[str], str]]
 IMAGE_LABELS = ["dark", "light"]
+RULE_TEXT = {rule: re.escape(text) for rule, text in RULES.items()}
 
 
 def _csv(rows: list[list[str]], header: list[str] | None = None) -> str:
@@ -79,8 +82,6 @@ def text_cases() -> dict[str, Builder]:
                                   .replace(",fresh\n", ",x,fresh\n").replace(",rotten\n",
                                                                               ",x,rotten\n"),
                                   r"{file}: duplicate column name\(s\) \['text'\]"),
-        "empty label": _text("nolabel.csv", _csv(_edit(good, 9, 1, "")),
-                             r"not_be_null on column 'label'[\s\S]*_row 10"),
         "None label": _text("nonelabel.csv", _csv(_edit(good, 11, 1, "None")),
                             r"be_in_set on column 'label'[\s\S]*_row 12: 'None'"),
         "NaN label": _text("nanlabel.csv", _csv(_edit(good, 2, 1, "NaN")),
@@ -92,27 +93,17 @@ def text_cases() -> dict[str, Builder]:
         "numeric labels": _text("numeric.csv", _csv([[t, str(int(lbl == "fresh"))]
                                                      for t, lbl in good]),
                                 r"be_in_set on column 'label'[\s\S]*_row 1: '1'"),
-        "empty text": _text("notext.csv", _csv(_edit(good, 13, 0, "")),
-                            r"not_be_null on column 'text'[\s\S]*_row 14"),
-        "whitespace text": _text("blank.csv", _csv(_edit(good, 4, 0, " \t ")),
-                                 r"match_regex on column 'text'[\s\S]*_row 5"),
-        "huge field": _text("huge.csv", _csv(_edit(good, 20, 0, "good " * 40_000)),
-                            r"lengths_to_be_between on column 'text'[\s\S]*_row 21"),
         "NUL byte": _text("nul.csv", body.replace("superb", "sup\x00erb", 1),
                           r"{file}: line \d+ contains a NUL byte"),
-        "duplicated rows": _text("dups.csv", _csv([*good, good[30]]),
-                                 r"be_unique on column 'text'[\s\S]*_row 31"),
-        "text in train and test": _text("leak.csv", _csv(
-            [[t, lbl, s] for (t, lbl), s in zip([*good[:119], good[3]], ["train"] * 80 +
-                                                ["validation"] * 20 + ["test"] * 20,
-                                                strict=True)], ["text", "label", "split"]),
-            r"train-test-leakage[\s\S]*_row 4", ["data.split_column=split"]),
         "unknown split value": _text("split.csv", _csv(
             [[t, lbl, "trian" if i == 2 else ["train", "validation", "test"][i % 3]]
              for i, (t, lbl) in enumerate(good)], ["text", "label", "split"]),
             r"{file}.*split.*'trian'", ["data.split_column=split"]),
         "one class": _text("oneclass.csv", _csv([[t, "fresh"] for t, _ in good]),
-                           r"unique_value_count[\s\S]*label rotten: 0"),
+                           r"class-counts[\s\S]*label rotten: 0"),
+        "label typo, labels inferred": _text("typo2.csv", _csv(_edit(good, 7, 1, "frsh")),
+                                             r"class-counts[\s\S]*label frsh: 1 \(_row 8\)",
+                                             ["data.labels=null"]),
         "directory as file": _dir_as_file,
     }
 
@@ -246,6 +237,41 @@ def image_cases() -> dict[str, Builder]:
                                       r"be_in_set on column 'label'[\s\S]*{name}: 'grey'"),
         "image listed twice": _image("twice", _dup_path,
                                      r"be_unique on column 'path'[\s\S]*{name}"),
+    }
+
+
+# ---- messy but usable: accepted and repaired --------------------------------------------
+
+def repaired_cases() -> dict[str, Builder]:
+    """Rows every real dataset has. The pattern is the repair line ``ferry validate`` prints
+    (``found`` instead of ``dropped``/``kept`` is the strict failure, naming the same rows)."""
+    good = _rows()
+    split = ["train"] * 80 + ["validation"] * 20 + ["test"] * 20
+    missing, dups, conflict = RULE_TEXT["missing"], RULE_TEXT["duplicates"], \
+        RULE_TEXT["conflicts"]
+    return {
+        "empty label": _text("nolabel.csv", _csv(_edit(good, 9, 1, "")),
+                             rf"dropped 1 row\(s\) with {missing}: row 10\b"),
+        "empty text": _text("notext.csv", _csv(_edit(good, 13, 0, "")),
+                            rf"dropped 1 row\(s\) with {missing}: row 14\b"),
+        "whitespace text": _text("blank.csv", _csv(_edit(good, 4, 0, " \t ")),
+                                 rf"dropped 1 row\(s\) with {missing}: row 5\b"),
+        "duplicated rows": _text("dups.csv", _csv([*good, good[30]]),
+                                 rf"dropped 1 row\(s\) with {dups}: row 121\b"),
+        "duplicate up to whitespace": _text("dupws.csv", _csv([*good, [good[30][0] + "  ",
+                                                                       good[30][1]]]),
+                                            rf"dropped 1 row\(s\) with {dups}: row 121\b"),
+        "one text, two labels": _text("conflict.csv", _csv(
+            [*good, [good[2][0], "rotten" if good[2][1] == "fresh" else "fresh"]]),
+            rf"dropped 2 row\(s\) with {conflict}: rows 3, 121\b"),
+        "huge field": _text("huge.csv", _csv(_edit(good, 20, 0, "good " * 40_000)),
+                            r"kept 1 row\(s\) with a text longer than data.max_text_chars"
+                            r".*: row 21\b"),
+        "text in train and test": _text("leak.csv", _csv(
+            [[t, lbl, s] for (t, lbl), s in zip([*good[:119], good[3]], split, strict=True)],
+            ["text", "label", "split"]),
+            rf"dropped 1 row\(s\) with {RULE_TEXT['leakage']}: row 120\b",
+            ["data.split_column=split"]),
     }
 
 

@@ -1,0 +1,143 @@
+"""The repair policy: what happens to the rows that validation's suites flag.
+
+Great Expectations finds (``validation``); this module decides. Real files carry rows that are
+messy but usable: an empty text, the same short utterance twice, one text under two labels, a
+test text that is also a training text. Each rule has an action in ``data.repair`` (``drop``
+and report, or ``fail``; ``data.strict`` makes every rule fail). Every repair is a ``Repair``
+record naming its rows, so the report, the run's metrics and the console all say the same
+thing, and a strict run fails naming the very rows a lenient one drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ferry.data.loading import ROW
+
+KEY = "_key"  # the text with whitespace runs collapsed: "Yes. " and "Yes." are one text
+LABELS_PER_TEXT = "_labels_per_text"
+LEAKS = "_also_in_train"
+RULES = {
+    "missing": "an empty or missing text or label",
+    "conflicts": "the same text under different labels (all its rows)",
+    "duplicates": "the same text and label again (after whitespace normalisation)",
+    "leakage": "a validation/test text that is also a training text",
+    "long": "a text longer than data.max_text_chars (kept: the tokenizer cuts it)",
+}
+ROWS_SHOWN = 20
+
+
+@dataclass
+class Repair:
+    """One rule's outcome on one file: the rows it touched and what was done with them."""
+
+    rule: str
+    action: str  # dropped | kept | failed
+    rows: list[int] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def line(self) -> str:
+        """The one console line for this rule (the report lists every row)."""
+        verb = {"dropped": "dropped", "kept": "kept", "failed": "found"}[self.action]
+        return f"{verb} {self.count} row(s) with {RULES[self.rule]}: {row_list(self.rows)}"
+
+
+def row_list(rows: list[int]) -> str:
+    """``rows 3, 8, 12 and 46 more``: the first rows of a repair, in file order."""
+    shown = ", ".join(str(r) for r in rows[:ROWS_SHOWN])
+    more = f" and {len(rows) - ROWS_SHOWN} more" if len(rows) > ROWS_SHOWN else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def normalise(value: object) -> str | None:
+    """Collapse whitespace runs and trim; None for a missing or blank value."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    text = " ".join(str(value).split())
+    return text or None
+
+
+def derive(frame: pd.DataFrame, text: str, label: str) -> pd.DataFrame:
+    """Add the columns the suites check: the normalised text and, per text, how many
+    different labels it carries (rows with a missing text or label count for neither)."""
+    out = frame.copy()
+    out[KEY] = out[text].map(normalise)
+    usable = out[KEY].notna() & out[label].map(normalise).notna()
+    per_text = out[usable].groupby(KEY)[label].nunique()
+    out[LABELS_PER_TEXT] = out[KEY].map(per_text).fillna(1).astype(int)
+    return out
+
+
+def apply(frame: pd.DataFrame, flagged: dict[str, set[int]], actions: dict[str, str],
+          group: list[str], text: str) -> tuple[pd.DataFrame, list[Repair]]:
+    """Drop (or keep, or fail on) the flagged rows rule by rule, in the order of ``RULES``.
+
+    Duplicates keep the first row of each ``group`` (normalised text, label and split);
+    conflicts drop every row of the text, since no one of its labels can be trusted.
+    """
+    repairs, keep = [], pd.Series(True, index=frame.index)
+    rows = frame[ROW].astype(int)
+    for rule in RULES:
+        hit = rows.isin(flagged.get(rule, set())) & keep
+        if rule == "duplicates":
+            hit &= frame.duplicated(subset=group, keep="first")
+        if not hit.any():
+            continue
+        action = {"drop": "dropped", "keep": "kept", "fail": "failed"}[actions[rule]]
+        repairs.append(Repair(rule, action, sorted(rows[hit].tolist()),
+                              _examples(frame[hit], frame[keep & ~hit], rule, text)))
+        if action != "kept":  # a failed rule's rows are not counted again by later rules
+            keep &= ~hit
+    return frame[keep], repairs
+
+
+def _examples(hit: pd.DataFrame, kept: pd.DataFrame, rule: str, text: str) -> list[str]:
+    """A few readable rows as stored; a duplicate names the row it repeats."""
+    first = kept.drop_duplicates(KEY).set_index(KEY)[ROW]
+    out = []
+    for _, row in hit.head(5).iterrows():
+        same = first.get(row[KEY]) if rule == "duplicates" and row[KEY] is not None else None
+        out.append(f"row {row[ROW]}: {_short(row[text])}"
+                   + (f" (= row {same})" if same is not None else ""))
+    return out
+
+
+def leakage(parts: dict[str, pd.DataFrame], text: str) -> dict[str, pd.DataFrame]:
+    """Validation and test rows with the ``LEAKS`` column: the training row (or, for a test
+    row, the validation row) holding the same normalised text, else 0."""
+    seen: dict[str, int] = {}
+    out = {}
+    for name in ("train", "validation", "test"):
+        part = parts[name].copy()
+        keys = part[text].map(normalise)
+        if name != "train":
+            part[LEAKS] = keys.map(lambda k: seen.get(k, 0)).astype(int)
+            part[KEY] = keys
+            out[name] = part
+        for key, row in zip(keys, part[ROW].astype(int), strict=True):
+            seen.setdefault(key, row)
+    return out
+
+
+def leak_examples(part: pd.DataFrame, name: str, rows: set[int],
+                  where: dict[int, tuple[str, str]]) -> list[str]:
+    """``test row 623 'Thank you.' = train row 88 'Thank you. '``: both texts, as stored
+    (``where``: file row -> its split and text)."""
+    hit = part[part[ROW].astype(int).isin(rows)].head(5)
+    out = []
+    for _, r in hit.iterrows():
+        split, other = where.get(int(r[LEAKS]), ("?", ""))
+        out.append(f"{name} row {r[ROW]} {_short(where[int(r[ROW])][1])} = {split} row "
+                   f"{r[LEAKS]} {_short(other)}")
+    return out
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
