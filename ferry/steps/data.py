@@ -112,7 +112,8 @@ def read_data(cfg: FerryConfig):
 
     path = root() / cfg.data.path
     if cfg.data.modality == "text":
-        return read_table(path, [cfg.data.text_column, cfg.data.label_column],
+        return read_table(path, {cfg.data.text_column: "data.text_column",
+                                 cfg.data.label_column: "data.label_column"},
                           strip=(cfg.data.label_column,))
     frame = images.read_images(path, cfg.data).reset_index(drop=True)
     inspected = images.inspect(frame[cfg.data.path_column].tolist(), images.data_root(path))
