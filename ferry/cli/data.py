@@ -96,7 +96,11 @@ def data_status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 def data_add(target: Annotated[Path, typer.Argument(help="The data folder or file to version "
                                                     "(default: data).")] = Path("data")) -> None:
     """`dvc add` your data folder (after putting your CSV/Parquet in it) and print its md5."""
-    from ferry.data import versioning
+    from ferry.data import recipes, versioning
 
+    rebuilt = recipes.restore_builtins(Path.cwd(), target)
+    if rebuilt:
+        output.line(f"rebuilt the built-in dataset(s) {', '.join(rebuilt)} in {target}/ so the "
+                    "new version keeps them")
     output.line(f"{target}: md5 {versioning.add(Path.cwd(), target)}; commit {target}.dvc "
                 "with git")

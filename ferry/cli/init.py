@@ -195,11 +195,23 @@ def _version() -> None:
                     "then `ferry data add data`); the run records the file's own md5", "yellow")
         return
     before = versioning.tracked_out(root, Path(f"{DATA}.dvc"))
+    if before is not None:
+        _restore_builtins(root)
     md5 = versioning.add(root, DATA)
     was = "" if before is None else (" (unchanged)" if before[1] == md5 else
                                      f" (was {before[1]})")
     output.line(f"{DATA}/: md5 {md5}{was} in {DATA}.dvc; commit {DATA}.dvc and the config "
                 "with git")
+
+
+def _restore_builtins(root: Path) -> None:
+    """Keep the built-in datasets in the new version (a fresh clone has not built them yet)."""
+    from ferry.data import recipes
+
+    rebuilt = recipes.restore_builtins(root, DATA)
+    if rebuilt:
+        output.line(f"rebuilt the built-in dataset(s) {', '.join(rebuilt)} in {DATA}/ so the "
+                    "new version keeps them")
 
 
 def _validate(cfg: FerryConfig) -> None:

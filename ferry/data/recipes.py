@@ -100,3 +100,18 @@ def rebuild_tracked(root: Path, tracked: Path, data: DataConfig) -> None:
         wanted[data.recipe] = data.path
     for recipe, out in wanted.items():
         build(recipe, root / out, data if recipe == data.recipe else None)
+
+
+def restore_builtins(root: Path, folder: Path) -> list[str]:
+    """Rebuild the built-in datasets missing from ``folder`` before it is versioned again.
+
+    On a fresh clone ``data/`` holds only what the user just put there; ``dvc add data`` would
+    then record a version without the built-in datasets, and the default jobs would no longer
+    find theirs. The recipes are deterministic, so the rebuilt files are the recorded ones.
+    """
+    missing = [recipe for recipe, out in DEFAULT_OUTPUTS.items()
+               if (root / out).resolve().is_relative_to((root / folder).resolve())
+               and not (root / out).exists()]
+    for recipe in missing:
+        build(recipe, root / DEFAULT_OUTPUTS[recipe])
+    return missing
