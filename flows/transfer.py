@@ -12,6 +12,7 @@ from tasks.model import (
     fine_tune,
     retrieve_pretrained,
 )
+from tasks.receipts import classical_baseline
 from tasks.tracking import register, transfer_gain
 
 
@@ -21,12 +22,15 @@ def transfer(cfg: FerryConfig) -> dict:
     with mlflow_run(cfg) as run_id:
         version = resolve_data(cfg, run_id)
         prepared = validate_data(cfg, version, run_id)
-        prepared = hide_labels(cfg, log_validation(cfg, version, prepared, run_id), run_id)
+        prepared = log_validation(cfg, version, prepared, run_id)
+        cfg = prepared.bind(cfg)  # data.labels as found in the training split, if not given
+        prepared = hide_labels(cfg, prepared, run_id)
         source = retrieve_pretrained(cfg)
         metrics = domain_shift(cfg, source, prepared, run_id)
         features = extract_features(cfg, source, prepared)
         trained = fine_tune(cfg, source, prepared, features, run_id)
         metrics |= evaluate(cfg, trained, prepared, run_id)
+        metrics |= classical_baseline(cfg, run_id, trained, prepared)
         if cfg.baseline == "scratch":
             scratch = fine_tune(cfg, source, prepared, None, run_id, role="scratch")
             metrics |= evaluate(cfg, scratch, prepared, run_id)

@@ -4,9 +4,9 @@ receipts, experiments, tracking, promotion and working folders."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PlainValidator
 
 from ferry.config.base import Strict as _Strict
 from ferry.config.strategy import StrategyName
@@ -36,10 +36,31 @@ class ModelConfig(_Strict):
     trust_remote_code: bool = False
 
 
+def _epochs(value: Any) -> int | Literal["auto"]:
+    """``auto`` or a whole number of epochs >= 1 (one error message naming both forms)."""
+    if value == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, bool) or number < 1 or str(number) != str(value).strip():
+        raise ValueError("expected auto or a whole number of epochs >= 1")
+    return number
+
+
 class TrainConfig(_Strict):
     """The training budget and optimiser; the same budget is given to the scratch baseline."""
 
-    epochs: int = Field(2, ge=1)
+    # auto (ferry/transfer/budget.py): enough optimizer steps for the data (at least
+    # min_steps_per_class per class, in 2..max_epochs epochs), early stopping on validation
+    # (patience) and the time budget; an integer is used as it is.
+    epochs: Annotated[int | Literal["auto"], PlainValidator(_epochs)] = "auto"
+    min_steps_per_class: int = Field(100, ge=1)  # auto only
+    max_epochs: int = Field(20, ge=2)  # auto only
+    # No epoch starts that would end past this many seconds (by the mean epoch so far);
+    # null: none for an integer train.epochs, 3600 s for auto.
+    time_budget_s: float | None = Field(None, gt=0)
     passes_per_epoch: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
@@ -81,11 +102,15 @@ class DistributedConfig(_Strict):
 
 
 class ReceiptConfig(_Strict):
-    """The transfer receipt: paired bootstrap of (transfer - scratch) test accuracy."""
+    """The transfer receipt: paired bootstrap of (transfer - scratch) test accuracy, and of
+    (transfer - classical) when ``classical`` is on."""
 
     bootstrap_samples: int = Field(2000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)
     seed: int = 0
+    # A classical baseline on the same split (TF-IDF + logistic regression for text, logistic
+    # regression on 16x16 pixels for images; seconds on a CPU): is the network worth its cost?
+    classical: bool = True
 
 
 class ShiftConfig(_Strict):

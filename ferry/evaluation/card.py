@@ -52,7 +52,7 @@ def render(cfg: FerryConfig, facts: CardFacts) -> str:
             ["source", f"`{facts.source}`"], ["sha256", f"`{facts.source_sha256}`"],
             ["path", f"`{facts.source_path}`"]]),
         "## Training\n" + _table(["", ""], [
-            ["strategy", facts.strategy], ["epochs", str(cfg.train.epochs)],
+            ["strategy", facts.strategy], ["epochs", _epochs(cfg, facts)],
             ["learning rate", f"{cfg.train.lr:g} (backbone x{cfg.strategy.backbone_lr_factor:g})"],
             ["batch size", str(cfg.train.batch_size)], ["seed", str(cfg.train.seed)]]),
         "## Config\n" + _config_diff(cfg),
@@ -63,6 +63,7 @@ def render(cfg: FerryConfig, facts: CardFacts) -> str:
             [[lbl, *(f"{m.get(f'test_{k}_{lbl}', float('nan')):.4f}"
                      for k in ("precision", "recall", "f1"))] for lbl in labels]),
         "## Transfer receipt\n" + _receipt(m),
+        "## Classical baseline\n" + _classical(cfg, m),
         "## Intended use\n" + f"Assigning one of the labels above to {cfg.data.modality} "
         "inputs like those of the training data, served through `mlflow.pyfunc` by alias. "
         "Promote with `ferry promote`, which re-scores it against the champion on the same "
@@ -96,6 +97,35 @@ def _receipt(m: dict[str, float]) -> str:
             f"{m['scratch_test_accuracy']:.4f}. Transfer gain **{m['transfer_gain']:+.4f}** "
             f"(95% CI [{m['transfer_gain_ci_low']:+.4f}, {m['transfer_gain_ci_high']:+.4f}]): "
             f"{verdict}.")
+
+
+def _classical(cfg: FerryConfig, m: dict[str, float]) -> str:
+    """Whether the network beat a tuned TF-IDF (pixel) logistic regression on the same rows:
+    a reviewer should know when a model that needs minutes and a GPU is not worth it."""
+    if "gain_over_classical" not in m:
+        return "Not measured for this version (`receipt.classical: false`)."
+    what = ("TF-IDF + logistic regression" if cfg.data.modality == "text"
+            else "logistic regression on downsampled pixels")
+    low, high = m["gain_over_classical_ci_low"], m["gain_over_classical_ci_high"]
+    verdict = ("**the fine-tuned model does not beat it**: the classical model is cheaper "
+               "and as good or better here" if m["gain_over_classical"] <= 0 else
+               "the fine-tuned model is better" + ("" if low > 0 else
+                                                  ", though not significantly"))
+    return (f"{what}, tuned on the validation split: test accuracy "
+            f"{m['classical_test_accuracy']:.4f}, macro-F1 "
+            f"{m['classical_test_macro_f1']:.4f}. Gain over it "
+            f"**{m['gain_over_classical']:+.4f}** ({cfg.receipt.confidence:.0%} CI "
+            f"[{low:+.4f}, {high:+.4f}]): {verdict}.")
+
+
+def _epochs(cfg: FerryConfig, facts: CardFacts) -> str:
+    """The epochs the run planned (``auto`` resolved for its data), and why."""
+    if cfg.train.epochs != "auto":
+        return str(cfg.train.epochs)
+    from ferry.transfer.budget import plan_epochs
+
+    plan = plan_epochs(cfg.train, facts.rows.get("train", 0), len(cfg.data.labels))
+    return f"auto: {plan.epochs} planned ({plan.steps:,} optimizer steps, early stopping)"
 
 
 def _limits(cfg: FerryConfig, facts: CardFacts) -> list[str]:

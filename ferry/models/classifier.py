@@ -18,21 +18,33 @@ from ferry.config import ModelConfig
 from ferry.models.meta import ModelMeta
 from ferry.models.meta import read as read_meta
 from ferry.models.meta import write as write_meta
+from ferry.models.windows import WindowAttention, pool
 
 
 class Head(nn.Module):
     """Dropout + linear layer: the new task-specific classifier.
 
     ``normalize`` L2-normalises the features first, so logits are scaled cosine similarities
-    to the weight rows (the zero-shot prototypes).
+    to the weight rows (the zero-shot prototypes). ``windows`` (chunked long texts) is how the
+    windows of one text are pooled first: ``mean``, or ``attention``, whose scorer lives here so
+    every strategy trains it with the head.
     """
 
     def __init__(self, hidden: int, num_labels: int, dropout: float,
-                 normalize: bool = False) -> None:
+                 normalize: bool = False, windows: str | None = None) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(hidden, num_labels)
         self.normalize = normalize
+        self.windows = windows
+        if windows == "attention":
+            self.attend = WindowAttention(hidden)
+
+    def pool_windows(self, feats: torch.Tensor, doc: torch.Tensor, n_docs: int) -> torch.Tensor:
+        """One representation per text from its windows' features."""
+        if self.windows == "attention":
+            return self.attend(feats, doc, n_docs)
+        return pool(feats, doc, n_docs)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits from precomputed features (the linear probe's training input)."""
@@ -45,13 +57,14 @@ class Head(nn.Module):
 class TextClassifier(nn.Module):
     """Backbone encoder + pooling + Head; ``forward`` takes a batch dict and returns logits."""
 
-    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, dropout: float) -> None:
+    def __init__(self, encoder: nn.Module, num_labels: int, pooling: str, dropout: float,
+                 windows: str | None = None) -> None:
         super().__init__()
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused by our pooling; would hold params without gradients
         self.encoder = encoder
         self.pooling = pooling
-        self.head = Head(encoder.config.hidden_size, num_labels, dropout)
+        self.head = Head(encoder.config.hidden_size, num_labels, dropout, windows=windows)
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled sentence representation (what the linear probe caches)."""
@@ -62,8 +75,12 @@ class TextClassifier(nn.Module):
         return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled features of a batch (the modality-independent entry point)."""
-        return self.features(batch["input_ids"], batch["attention_mask"])
+        """Pooled features of a batch (the modality-independent entry point): one row per
+        text, its windows pooled when the batch is of chunked texts (``doc``)."""
+        feats = self.features(batch["input_ids"], batch["attention_mask"])
+        if "doc" in batch:
+            return self.head.pool_windows(feats, batch["doc"], len(batch["labels"]))
+        return feats
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head({"features": self.embed(batch)})
@@ -100,10 +117,11 @@ def load_encoder(folder: str | Path, pretrained: bool = True,
 
 
 def build(folder: str | Path, num_labels: int, cfg: ModelConfig,
-          pretrained: bool = True) -> TextClassifier:
-    """A classifier for ``num_labels`` classes on the backbone found in ``folder``."""
+          pretrained: bool = True, windows: str | None = None) -> TextClassifier:
+    """A classifier for ``num_labels`` classes on the backbone found in ``folder``
+    (``windows``: how a chunked text's windows are pooled; None when texts are truncated)."""
     return TextClassifier(load_encoder(folder, pretrained, cfg.trust_remote_code), num_labels,
-                          cfg.pooling, cfg.dropout)
+                          cfg.pooling, cfg.dropout, windows)
 
 
 def layer_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[list[nn.Parameter]]]:
@@ -151,7 +169,8 @@ def save(model: TextClassifier, tokenizer: Any, labels: list[str], cfg: ModelCon
          out: Path, extra: dict | None = None) -> Path:
     """Write a self-contained model folder: encoder config, all weights, tokenizer, labels.
 
-    ``extra`` is the strategy's export metadata (e.g. an unmerged LoRA adapter's config).
+    ``extra`` is the strategy's export metadata (e.g. an unmerged LoRA adapter's config) and
+    how texts are encoded (truncated or chunked, ``ModelMeta.long_text``).
     """
     from safetensors.torch import save_file
 
@@ -182,7 +201,8 @@ def load(folder: Path) -> tuple[TextClassifier, Any, ModelMeta]:
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # as in training, where TextClassifier removed it first
         encoder = get_peft_model(encoder, LoraConfig(**adapter))
-    model = TextClassifier(encoder, len(meta.labels), meta.pooling, meta.dropout)
+    model = TextClassifier(encoder, len(meta.labels), meta.pooling, meta.dropout,
+                           meta.window_pooling if meta.long_text == "chunk" else None)
     model.head.normalize = meta.normalize
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), load_tokenizer(folder / "tokenizer", trust), meta

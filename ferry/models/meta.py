@@ -32,6 +32,12 @@ class ModelMeta(BaseModel):
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = 128
     trust_remote_code: bool = False
+    # long texts (``data.long_text`` as resolved for this model): every predict path encodes
+    # a text the way training did
+    long_text: Literal["truncate", "chunk"] = "truncate"
+    chunk_overlap: int | None = None  # None: a quarter of a window
+    chunk_max_windows: int = 16
+    window_pooling: Literal["mean", "attention"] = "mean"
     # images
     source: str = "packaged"
     name: str = ""

@@ -27,13 +27,19 @@ from ferry.steps.model import (
     source_cache_key,
     source_tags,
 )
-from ferry.steps.receipts import domain_shift, shift_between_revisions, transfer_gain
+from ferry.steps.receipts import (
+    classical_gain,
+    domain_shift,
+    shift_between_revisions,
+    transfer_gain,
+)
 from ferry.steps.register import Registered, register
 from ferry.steps.runs import finish_run, lifecycle, log_metrics, root, run_log, start_run
 from ferry.transfer.records import Trained
 
 __all__ = [
-    "Prepared", "Registered", "Trained", "check_data", "data_version", "domain_shift",
+    "Prepared", "Registered", "Trained", "check_data", "classical_gain", "data_version",
+    "domain_shift",
     "evaluate", "extract_features", "features_cache_key", "fine_tune", "finish_run",
     "hide_labels", "lifecycle", "log_metrics", "log_validation", "read_data", "register",
     "resolve_data", "retrieve_pretrained", "root", "run_log", "shift_between_revisions",

@@ -155,7 +155,7 @@ def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,
               "dvc_file": str(cfg.data.dvc_file) if version.dvc_tracked else ""}
     run.datasets({name: read_split(Path(prepared.split_dir), name) for name in prepared.rows},
                  source, version.md5, cfg.data.label_column)
-    log.info("validation passed: %s (report %s)",
+    log.info("validation passed%s: %s (report %s)", " after repairs" if prepared.dropped else "",
              ", ".join(f"{k} {v:,}" for k, v in prepared.rows.items()),
              Path(prepared.report_dir) / "validation.html")
     return prepared

@@ -62,6 +62,10 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
 
     run = run_log(cfg, run_id)
     run.tags(source_tags(source))
+    cfg, plan = training.budgeted(cfg, prepared.rows["train"])  # train.epochs: auto
+    log.info("training budget: %s", plan.reason)
+    run.tags({"ferry.budget.epochs": plan.epochs, "ferry.budget.reason": plan.reason})
+    run.metrics({f"{metric_prefix(role)}planned_epochs": plan.epochs})
     if role == "transfer" and cfg.self_training.enabled:
         trained = _self_train(cfg, source, prepared, run_id)
     else:
@@ -76,6 +80,10 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
                                      Path(features_file) if features_file else None, role,
                                      run.epoch_logger(metric_prefix(role)))
     run.metrics({f"{metric_prefix(role)}train_rows": trained.train_rows})
+    if role == "transfer" and trained.long_text:  # how long texts were read, and cut
+        run.tags({"data.long_text": trained.long_text["mode"],
+                  "data.long_text_reason": trained.long_text["reason"]})
+        run.metrics(trained.long_text["metrics"])
     return trained
 
 

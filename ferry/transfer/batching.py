@@ -41,12 +41,17 @@ class Encoded:
 def encode(tokenizer: Any, texts: list[str], labels: list[int], max_length: int) -> Encoded:
     """Tokenize a split with the source's fast tokenizer, truncating at ``max_length``."""
     rows = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return pack(rows, labels, int(pad))
+
+
+def pack(rows: list[list[int]], labels: list[int], pad_id: int) -> Encoded:
+    """Token id rows stored flat with offsets (truncated texts, or the windows of chunked ones)."""
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
     offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(lengths, 0)
     flat = torch.tensor([t for r in rows for t in r], dtype=torch.int32)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return Encoded(flat, offsets, torch.tensor(labels, dtype=torch.int64), int(pad))
+    return Encoded(flat, offsets, torch.tensor(labels, dtype=torch.int64), pad_id)
 
 
 def collate(enc: Encoded, index: torch.Tensor, multiple: int = 8) -> dict[str, torch.Tensor]:

@@ -18,6 +18,8 @@ from ferry.data.splits import SPLITS, read_split
 from ferry.files import content_key as key
 from ferry.files import write_atomic
 from ferry.transfer.batching import Encoded, Pixels, encode
+from ferry.transfer.chunking import Chunked
+from ferry.transfer.chunking import encode as chunk_encode
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -38,18 +40,34 @@ def split_labels(split_dir: Path, cfg: FerryConfig,
 
 
 def encoded_splits(cfg: FerryConfig, tokenizer: Any, source_sha: str, split_dir: Path,
-                   split_key: str) -> dict[str, Encoded]:
-    """Tokenized splits, from the cache when this data version was tokenized before."""
-    name = key(split=split_key, source=source_sha, max_length=cfg.model.max_length)
+                   split_key: str) -> dict[str, Encoded | Chunked]:
+    """Tokenized splits, from the cache when this data version was tokenized before:
+    truncated, or as windows when ``data.long_text`` resolved to ``chunk``."""
+    chunk = _chunking(cfg)
+    name = key(split=split_key, source=source_sha, max_length=cfg.model.max_length, **chunk)
     path = Path(cfg.paths.cache) / "tokens" / f"{name}.pt"
+    kind = Chunked.from_dict if chunk else (lambda raw: Encoded(**raw))
     if path.is_file():
         raw = torch.load(path, weights_only=True)
-        return {name: Encoded(**raw[name]) for name in SPLITS}
+        return {name: kind(raw[name]) for name in SPLITS}
     data = split_labels(split_dir, cfg)
-    encoded = {name: encode(tokenizer, texts, labels, cfg.model.max_length)
-               for name, (texts, labels) in data.items()}
+    if chunk:
+        encoded = {name: chunk_encode(tokenizer, texts, labels, cfg.model.max_length,
+                                      cfg.data.chunk.overlap, cfg.data.chunk.max_windows)
+                   for name, (texts, labels) in data.items()}
+    else:
+        encoded = {name: encode(tokenizer, texts, labels, cfg.model.max_length)
+                   for name, (texts, labels) in data.items()}
     _save({name: enc.to_dict() for name, enc in encoded.items()}, path)
     return encoded
+
+
+def _chunking(cfg: FerryConfig) -> dict[str, Any]:
+    """What a chunked encoding adds to cache keys (nothing for truncated texts, so their
+    entries keep their keys)."""
+    if cfg.data.modality != "text" or cfg.data.long_text != "chunk":
+        return {}
+    return {"chunk": cfg.data.chunk.model_dump(mode="json")}
 
 
 def pixel_splits(cfg: FerryConfig, split_dir: Path, split_key: str) -> dict[str, Pixels]:
@@ -71,8 +89,16 @@ def features_path(cfg: FerryConfig, source_sha: str, split_key: str) -> Path:
     """Where the frozen features of this backbone + data + preprocessing live."""
     return Path(cfg.paths.cache) / "features" / (
         key(split=split_key, source=source_sha, max_length=cfg.model.max_length,
-            pooling=cfg.model.pooling,
+            pooling=cfg.model.pooling, **_long_text(cfg),
             size=cfg.data.image.size if cfg.data.modality == "image" else None) + ".pt")
+
+
+def _long_text(cfg: FerryConfig) -> dict[str, Any]:
+    """Feature-key part of ``data.long_text``: none when truncating; the setting (``auto``
+    before it is resolved) and the windows otherwise."""
+    if cfg.data.modality != "text" or cfg.data.long_text == "truncate":
+        return {}
+    return {"long_text": cfg.data.long_text, "chunk": cfg.data.chunk.model_dump(mode="json")}
 
 
 def save_features(features: dict[str, dict[str, torch.Tensor]], path: Path) -> Path:

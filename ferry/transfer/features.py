@@ -11,7 +11,7 @@ from ferry.config import FerryConfig
 from ferry.data.splits import SPLITS
 from ferry.models.meta import ModelMeta
 from ferry.models.sources import PretrainedSource
-from ferry.transfer import cache, inference, modality
+from ferry.transfer import cache, inference, long_text, modality, strategies
 from ferry.transfer.loop import resolve_device
 
 
@@ -38,13 +38,16 @@ class Backbone:
     def encode(self, items: list[str]):
         """Raw texts or image paths as the model's input."""
         meta = ModelMeta(labels=list(self.cfg.data.labels), max_length=self.cfg.model.max_length,
-                         size=self.cfg.data.image.size)
+                         size=self.cfg.data.image.size, **long_text.meta_fields(self.cfg))
         return self.mod.encode(self.tokenizer, meta, items, [0] * len(items))
 
 
 def ensure(cfg: FerryConfig, source: PretrainedSource, split_dir: str | Path,
            split_key: str) -> Path:
-    """Path of the cached features of every split, extracting them if they are not there."""
+    """Path of the cached features of every split, extracting them if they are not there
+    (of every text's pooled windows when ``data.long_text`` resolves to ``chunk``)."""
+    cfg, _ = long_text.resolve(cfg, source, Path(split_dir), split_key,
+                               strategies.from_config(cfg.strategy))
     path = cache.features_path(cfg, source.sha256, split_key)
     if path.is_file():
         return path

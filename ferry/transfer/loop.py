@@ -8,6 +8,7 @@ epoch: validate, keep the best weights, checkpoint; stop early when validation s
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -20,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ferry.config import TrainConfig
-from ferry.transfer import parallel
+from ferry.transfer import budget, parallel
 from ferry.transfer.checkpoint import Checkpointer
 
 
@@ -35,8 +36,10 @@ class FitResult:
     resumed_step: int = 0  # steps of the next epoch found there (mid-epoch checkpoint)
     seconds: float = 0.0
     stopped_early: bool = False
+    out_of_time: bool = False  # stopped by train.time_budget_s
 
 
+log = logging.getLogger("ferry.train")
 LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor | None]]
 
 
@@ -170,6 +173,8 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         if epoch - result.best_epoch > cfg.patience and result.best_epoch:
             result.stopped_early = True
             break
+        if _out_of_time(cfg, result, time.perf_counter() - began, start, world, device):
+            break
         if hooks and not partial and (added := hooks.start_epoch(epoch)):
             add_groups(opt, sched, added)  # (a mid-epoch resume restored them already)
             runner.rebuild()  # DDP and the compiled graph must see the new trainable set
@@ -192,6 +197,24 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         writer.load_best(model)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _out_of_time(cfg: TrainConfig, result: FitResult, spent: float, resumed: int,
+                 world: parallel.World, device: torch.device) -> bool:
+    """``train.time_budget_s``: whether the next epoch, as long as the mean one so far
+    (epochs of a resumed run included), would end past the budget. Every process takes the
+    same decision (one stopping alone would leave the others waiting in a collective)."""
+    if cfg.time_budget_s is None:
+        return False
+    spent += sum(float(r.get("epoch_seconds", 0.0)) for r in result.history[:resumed])
+    late = budget.out_of_time(cfg.time_budget_s, spent, len(result.history))
+    if world.size > 1:
+        late = float(parallel.all_mean(torch.tensor(float(late), device=device), world)) > 0
+    if late:
+        result.stopped_early = result.out_of_time = True
+        log.info("stopping after %d epochs: another would end past train.time_budget_s=%.0f s "
+                 "(%.0f s spent)", len(result.history), cfg.time_budget_s, spent)
+    return late
 
 
 def _state(epoch: int, model: nn.Module, opt: torch.optim.Optimizer,

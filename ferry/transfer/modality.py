@@ -33,8 +33,10 @@ class Text:
 
     def build(self, cfg: FerryConfig, source: PretrainedSource, pretrained: bool):
         from ferry.models import classifier
+        from ferry.transfer.long_text import windows
 
-        return classifier.build(source.path, len(cfg.data.labels), cfg.model, pretrained)
+        return classifier.build(source.path, len(cfg.data.labels), cfg.model, pretrained,
+                                windows(cfg))
 
     def splits(self, cfg: FerryConfig, processor: Any, source: PretrainedSource,
                split_dir: Path, split_key: str) -> dict:
@@ -43,6 +45,12 @@ class Text:
         return cache.encoded_splits(cfg, processor, source.sha256, split_dir, split_key)
 
     def encode(self, processor: Any, meta: ModelMeta, items: list[str], labels: list[int]):
+        """Truncated token rows, or windows when the model was trained on chunked texts."""
+        if meta.long_text == "chunk":
+            from ferry.transfer import chunking
+
+            return chunking.encode(processor, items, labels, meta.max_length,
+                                   meta.chunk_overlap, meta.chunk_max_windows)
         from ferry.transfer.batching import encode
 
         return encode(processor, items, labels, meta.max_length)
@@ -56,16 +64,24 @@ class Text:
         """Batches padded to ``multiple`` (default: 8 on a GPU, 1 on a CPU); from the
         device-resident copy when ``data`` is one."""
         from ferry.transfer.batching import Resident, pad_multiple, resident_batches, text_batches
+        from ferry.transfer.chunking import Chunked
+        from ferry.transfer.chunking import batches as chunk_batches
 
         multiple = multiple or pad_multiple(device.type)
+        if isinstance(data, Chunked):
+            return chunk_batches(data, batch_size, seed, multiple)
         if isinstance(data, Resident):
             return resident_batches(data, batch_size, seed, multiple)
         return text_batches(data, batch_size, seed, multiple)
 
     def resident(self, data, device: torch.device, multiple: int | None = None):
-        """The split kept padded on ``device`` when it fits there, else as it is."""
+        """The split kept padded on ``device`` when it fits there, else as it is (chunked
+        texts stay on the host: their batches gather windows by text)."""
         from ferry.transfer.batching import Resident, fits_on, pad_multiple
+        from ferry.transfer.chunking import Chunked
 
+        if isinstance(data, Chunked):
+            return data
         multiple = multiple or pad_multiple(device.type)
         width = int(data.lengths.max()) + multiple if len(data) else multiple
         return Resident.of(data, device, multiple) if fits_on(device, len(data) * width * 8) \
@@ -73,8 +89,10 @@ class Text:
 
     def save(self, model, processor: Any, cfg: FerryConfig, out: Path, extra: dict) -> Path:
         from ferry.models import classifier
+        from ferry.transfer.long_text import meta_fields
 
-        return classifier.save(model, processor, cfg.data.labels, cfg.model, out, extra)
+        return classifier.save(model, processor, cfg.data.labels, cfg.model, out,
+                               {**extra, **meta_fields(cfg)})
 
     def load(self, folder: Path):
         from ferry.models import classifier

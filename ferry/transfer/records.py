@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -35,6 +35,7 @@ class Completion(BaseModel):
     world_size: int = 1
     history: list[dict[str, float]] = []
     train_rows: int = 0  # labelled examples in the training split
+    long_text: dict[str, Any] = {}  # long_text.Plan: resolved mode, why, cut figures
 
     def write(self, folder: Path) -> Path:
         text = json.dumps(self.model_dump(mode="json"), indent=2)
@@ -63,6 +64,7 @@ class Trained(BaseModel):
     trainable_params: int = 0
     cached: bool = False
     train_rows: int = 0
+    long_text: dict[str, Any] = {}  # how long texts were read (mode, reason, data.* metrics)
 
     @classmethod
     def of(cls, folder: Path, done: Completion, role: Role, resumed_from: int,
@@ -72,7 +74,7 @@ class Trained(BaseModel):
                    best_epoch=done.best_epoch, best_val_accuracy=done.best_metric,
                    resumed_from=resumed_from, train_seconds=done.seconds,
                    trainable_params=done.trainable_params, cached=cached,
-                   train_rows=done.train_rows)
+                   train_rows=done.train_rows, long_text=done.long_text)
 
 
 def metric_prefix(role: Role) -> str:

@@ -16,11 +16,22 @@ from pathlib import Path
 import torch
 
 from ferry.config import FerryConfig
+from ferry.data.splits import read_split
 from ferry.errors import CheckpointError
 from ferry.evaluation import metrics
 from ferry.models.sources import PretrainedSource
-from ferry.transfer import cache, distributed, inference, modality, parallel, progress, strategies
+from ferry.transfer import (
+    cache,
+    distributed,
+    inference,
+    long_text,
+    modality,
+    parallel,
+    progress,
+    strategies,
+)
 from ferry.transfer.batching import feature_batches
+from ferry.transfer.budget import Budget, plan_epochs
 from ferry.transfer.checkpoint import Checkpointer, identity_key
 from ferry.transfer.loop import FitResult, compiling, fit, resolve_device
 from ferry.transfer.records import Completion, Role, Trained
@@ -32,11 +43,22 @@ SPEED_KEYS = {"resume", "log_every", "device", "fast", "compile", "compile_width
               "compile_mode", "checkpoint_every"}
 
 
+def budgeted(cfg: FerryConfig, n_train: int) -> tuple[FerryConfig, Budget]:
+    """The config with ``train.epochs: auto`` resolved for ``n_train`` rows (``budget``), and
+    the plan with its reason. An integer ``train.epochs`` comes back unchanged."""
+    plan = plan_epochs(cfg.train, n_train, len(cfg.data.labels or ()))
+    if cfg.train.epochs != "auto":
+        return cfg, plan
+    return cfg.model_copy(update={"train": plan.apply(cfg.train)}), plan
+
+
 def with_min_steps(cfg: FerryConfig, n_train: int, min_steps: int) -> FerryConfig:
     """The config with enough passes per epoch that training takes at least ``min_steps``
-    optimizer steps (tiny training sets); validation still runs once per epoch."""
+    optimizer steps (tiny training sets); validation still runs once per epoch. An ``auto``
+    budget's own passes (its floor of steps per class) are kept when they are more."""
+    cfg, plan = budgeted(cfg, n_train)
     steps = cfg.train.epochs * -(-n_train // cfg.train.batch_size)
-    passes = max(1, -(-min_steps // steps))
+    passes = max(plan.passes_per_epoch if plan.auto else 1, -(-min_steps // steps))
     return cfg.model_copy(update={"train": cfg.train.model_copy(
         update={"passes_per_epoch": passes})})
 
@@ -63,7 +85,7 @@ def _identity(cfg: FerryConfig, source: PretrainedSource, split_key: str,
                 "strategy": "scratch" if scratch else policy.identity(),
                 "train": cfg.train.model_dump(mode="json",
                                               exclude=SPEED_KEYS),
-                "labels": cfg.data.labels}
+                "labels": cfg.data.labels, **long_text.identity(cfg)}
     if _prototype_head(cfg, policy):
         identity["head_init"] = {"descriptions": cfg.strategy.label_descriptions,
                                  "scale": cfg.strategy.zero_shot.scale}
@@ -80,7 +102,10 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
     Each finished epoch is logged as one line (``progress``) and passed to ``on_epoch``; a
     training reused from an earlier run replays its epochs to ``on_epoch`` only.
     """
+    if cfg.train.epochs == "auto":  # (the flow's step resolved it already; curve, sweep...)
+        cfg, _ = budgeted(cfg, len(read_split(split_dir, "train")))
     policy = policy_for(cfg, role)
+    cfg, plan = long_text.resolve(cfg, source, split_dir, split_key, policy)
     identity = _identity(cfg, source, split_key, policy)
     folder = Path(cfg.paths.checkpoints) / f"{identity['role']}-{identity_key(identity)}"
     worker = parallel.current()
@@ -102,7 +127,7 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
                       trainable_params=strategies.trainable_params(model),
                       resumed_from=result.resumed_from, resumed_step=result.resumed_step,
                       world_size=worker.size, history=result.history,
-                      train_rows=n_train)
+                      train_rows=n_train, long_text=plan.model_dump() if plan else {})
     if worker.main:  # in a torchrun job rank 0 alone exports
         model.cpu()
         mod.save(model, tokenizer, cfg, folder / "model", policy.export(model))

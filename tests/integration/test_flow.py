@@ -79,11 +79,31 @@ def test_flow_tracks_registers_and_predicts_by_alias(tiny_project):
 
 def test_scratch_baseline_logs_transfer_gain(tiny_project):
     root, overrides = tiny_project
-    cfg, result = _run([*overrides, "baseline=scratch"])
+    cfg, result = _run([*overrides, "baseline=scratch", "train.epochs=auto",
+                        "train.min_steps_per_class=10"])  # (160 rows: 2 epochs, as before)
     m = result["metrics"]
     assert m["transfer_gain"] == pytest.approx(m["test_accuracy"] - m["scratch_test_accuracy"])
     run = tracking.client(cfg, root).get_run(result["run_id"])
     assert "scratch_val_accuracy" in run.data.metrics and "transfer_gain" in run.data.metrics
+    # the classical receipt, on the same test rows: TF-IDF learns the cue words too
+    assert m["classical_test_accuracy"] >= 0.8 and 0 < m["classical_test_macro_f1"] <= 1
+    assert m["gain_over_classical"] == pytest.approx(m["test_accuracy"] -
+                                                     m["classical_test_accuracy"])
+    assert m["gain_over_classical_ci_low"] <= m["gain_over_classical"] <= \
+        m["gain_over_classical_ci_high"]
+    assert run.data.metrics["gain_over_classical"] == pytest.approx(m["gain_over_classical"])
+    tags = run.data.tags
+    assert tags["ferry.beats_classical"] == str(m["gain_over_classical"] > 0).lower()
+    assert tags["ferry.classical"].startswith("TF-IDF + logistic regression (")
+    assert "train.epochs=auto: 160 training rows" in tags["ferry.budget.reason"]
+    assert tags["ferry.budget.epochs"] == "2"  # 10 steps an epoch, a floor of 20 steps
+    assert run.data.metrics["planned_epochs"] == run.data.metrics["scratch_planned_epochs"] == 2
+    assert len(tracking.client(cfg, root).get_metric_history(run.info.run_id,
+                                                             "val_accuracy")) == 2
+    card = tracking.client(cfg, root).get_model_version(cfg.tracking.model_name,
+                                                        result["model"]["version"]).description
+    assert "## Classical baseline" in card and "Gain over it" in card
+    assert "auto: 2 planned" in card
 
 
 def test_linear_probe_rerun_hits_the_caches(tiny_project):

@@ -58,6 +58,14 @@ def test_image_flow_trains_scores_and_registers(image_run):
     assert metrics["test_accuracy"] >= 0.3
     assert metrics["test_accuracy"] >= metrics["scratch_test_accuracy"] + 0.15
     assert "transfer_gain" in metrics and metrics["data.rows_test"] == 60
+    # the classical receipt: logistic regression on 16 px pixels of the same split files
+    assert metrics["classical_test_accuracy"] >= 0.3 and metrics["classical_test_macro_f1"] > 0
+    assert metrics["gain_over_classical"] == pytest.approx(
+        metrics["test_accuracy"] - metrics["classical_test_accuracy"])
+    assert metrics["gain_over_classical_ci_low"] <= metrics["gain_over_classical"] <= \
+        metrics["gain_over_classical_ci_high"]
+    assert tags["ferry.beats_classical"] == str(metrics["gain_over_classical"] > 0).lower()
+    assert tags["ferry.classical"].startswith("logistic regression on 16x16 pixels")
     assert tags["data.md5"].endswith(".dir")  # untracked images: their whole folder's md5
     assert tracking.Tracker(cfg, root).registry.state()["aliases"] == {"challenger": 1}
     version = mc.get_model_version("fm-tiny", "1")
