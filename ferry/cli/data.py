@@ -98,7 +98,8 @@ def data_add(target: Annotated[Path, typer.Argument(help="The data folder or fil
     """`dvc add` your data folder (after putting your CSV/Parquet in it) and print its md5."""
     from ferry.data import recipes, versioning
 
-    rebuilt = recipes.restore_builtins(Path.cwd(), target)
+    tracked = versioning.tracked_out(Path.cwd(), Path(f"{target}.dvc"))
+    rebuilt = recipes.restore_builtins(Path.cwd(), target, tracked[1] if tracked else None)
     if rebuilt:
         output.line(f"rebuilt the built-in dataset(s) {', '.join(rebuilt)} in {target}/ so the "
                     "new version keeps them")

@@ -196,7 +196,7 @@ def _version() -> None:
         return
     before = versioning.tracked_out(root, Path(f"{DATA}.dvc"))
     if before is not None:
-        _restore_builtins(root)
+        _restore_builtins(root, before[1])
     md5 = versioning.add(root, DATA)
     was = "" if before is None else (" (unchanged)" if before[1] == md5 else
                                      f" (was {before[1]})")
@@ -204,11 +204,11 @@ def _version() -> None:
                 "with git")
 
 
-def _restore_builtins(root: Path) -> None:
+def _restore_builtins(root: Path, recorded: str) -> None:
     """Keep the built-in datasets in the new version (a fresh clone has not built them yet)."""
     from ferry.data import recipes
 
-    rebuilt = recipes.restore_builtins(root, DATA)
+    rebuilt = recipes.restore_builtins(root, DATA, recorded)
     if rebuilt:
         output.line(f"rebuilt the built-in dataset(s) {', '.join(rebuilt)} in {DATA}/ so the "
                     "new version keeps them")

@@ -102,13 +102,21 @@ def rebuild_tracked(root: Path, tracked: Path, data: DataConfig) -> None:
         build(recipe, root / out, data if recipe == data.recipe else None)
 
 
-def restore_builtins(root: Path, folder: Path) -> list[str]:
-    """Rebuild the built-in datasets missing from ``folder`` before it is versioned again.
+# The version of data/ that Ferry ships (data.dvc): exactly the built-in datasets.
+SHIPPED_VERSION = "ecee78422465a16b4e864ea7e6cd00f2.dir"
+
+
+def restore_builtins(root: Path, folder: Path, recorded: str | None) -> list[str]:
+    """Rebuild the built-in datasets missing from ``folder`` before it is versioned again,
+    when the version it replaces (``recorded``) is the one Ferry ships.
 
     On a fresh clone ``data/`` holds only what the user just put there; ``dvc add data`` would
     then record a version without the built-in datasets, and the default jobs would no longer
-    find theirs. The recipes are deterministic, so the rebuilt files are the recorded ones.
+    find theirs. The recipes are deterministic, so the rebuilt files are the recorded ones. A
+    project whose own version never held them is left as it is.
     """
+    if recorded != SHIPPED_VERSION:
+        return []
     missing = [recipe for recipe, out in DEFAULT_OUTPUTS.items()
                if (root / out).resolve().is_relative_to((root / folder).resolve())
                and not (root / out).exists()]

@@ -135,8 +135,10 @@ def _limits(cfg: FerryConfig, facts: CardFacts) -> list[str]:
            "Scores are from one held-out split of the same data version; accuracy on data "
            "from another source or time can be lower (see `shift_train_test_p` in the run)."]
     if cfg.data.modality == "text":
-        out.append(f"Texts are truncated to {cfg.model.max_length} tokens; the tokenizer and "
-                   "pretraining data of the source decide which languages it handles.")
+        out.append(f"Texts longer than {cfg.model.max_length} tokens are cut, or read in "
+                   f"overlapping windows (data.long_text={cfg.data.long_text}; the run's tag "
+                   "data.long_text says which); the tokenizer and pretraining data of the "
+                   "source decide which languages it handles.")
     else:
         out.append(f"Images are resized to {cfg.data.image.size} px (shorter side, centre "
                    "crop); fine detail below that scale is lost.")

@@ -69,3 +69,13 @@ def test_every_declared_package_and_the_build_backend_are_pinned_in_the_lock():
     assert sorted(declared - set(lock)) == []
     backend = PROJECT["build-system"]["requires"]
     assert backend == [f"setuptools=={lock['setuptools']}"]
+
+
+def test_the_shipped_data_version_is_the_one_data_dvc_records():
+    """``ferry init`` rebuilds the built-in datasets only over this version: keep them equal."""
+    from pathlib import Path
+
+    from ferry.data import recipes, versioning
+
+    root = Path(__file__).resolve().parents[2]
+    assert versioning.tracked_out(root, Path("data.dvc"))[1] == recipes.SHIPPED_VERSION
