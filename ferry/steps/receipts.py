@@ -135,6 +135,8 @@ def shift_between_revisions(cfg: FerryConfig, rev_from: str, rev_to: str) -> dic
 
     from ferry.transfer import shift
 
+    if cfg.data.labels is None:  # only the backbone's features are compared: any head will do
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"labels": ["a", "b"]})})
     with tempfile.TemporaryDirectory(prefix="ferry-shift-") as tmp:
         items = [_items_at(cfg, rev, Path(tmp) / str(i))
                  for i, rev in enumerate((rev_from, rev_to))]
@@ -154,6 +156,6 @@ def _items_at(cfg: FerryConfig, rev: str, tmp: Path) -> list[str]:
         copy = folder_at(root(), folder, rev, tmp)
         frame = images.read_images(copy if folder == path else copy / path.name, cfg.data)
         return frame[cfg.data.path_column].tolist()
-    frame = read_table(read_at(root(), path, rev, tmp.with_suffix(path.suffix)),
+    frame = read_table(read_at(root(), path, rev, tmp.with_suffix("".join(path.suffixes))),
                        [cfg.data.text_column])
     return [str(t) for t in frame[cfg.data.text_column]]
