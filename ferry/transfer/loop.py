@@ -170,8 +170,7 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
             on_epoch(int(record["epoch"]), record)
     began = time.perf_counter()
     for epoch in range(start + 1, cfg.epochs + 1):
-        if epoch - result.best_epoch > cfg.patience and result.best_epoch:
-            result.stopped_early = True
+        if _patience_spent(cfg, result, epoch, monitor, world):
             break
         if _out_of_time(cfg, result, time.perf_counter() - began, start, world, device):
             break
@@ -197,6 +196,19 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         writer.load_best(model)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _patience_spent(cfg: TrainConfig, result: FitResult, epoch: int, monitor: str,
+                    world: parallel.World) -> bool:
+    """Early stopping: ``train.patience`` epochs without a better validation score (said once,
+    so that a run that ends before its planned epochs explains why)."""
+    if not result.best_epoch or epoch - result.best_epoch <= cfg.patience:
+        return False
+    result.stopped_early = True
+    if world.main:
+        log.info("stopped early: %d epochs without a better %s; keeping epoch %d (%.4f)",
+                 cfg.patience, monitor, result.best_epoch, result.best_metric)
+    return True
 
 
 def _out_of_time(cfg: TrainConfig, result: FitResult, spent: float, resumed: int,
