@@ -93,6 +93,14 @@ def dvc_project(root: Path, rows: int = 120, name: str = "reviews.csv",
     return Path("data") / name
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dvc_console_outside_capture():
+    """``import dvc`` binds DVC's console log handler to the sys.stdout of that moment. Import it
+    before any test: a test's ``capsys`` stream is closed after it, and DVC, first imported
+    there, would fail every later test that logs through it ("I/O operation on closed file")."""
+    import dvc  # noqa: F401
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
