@@ -85,21 +85,43 @@ def workers(cfg: FerryConfig, source: PretrainedSource) -> int:
 
 
 def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> dict:
-    """Comparison table (CSV) and chart (PNG) on the parent run; the winner by validation."""
+    """Comparison table (CSV) and chart (PNG) on the parent run; the winner by validation
+    ``train.select_on`` (each training's best epoch: what it was selected on)."""
     from ferry.evaluation import comparison
 
-    rows = [{"strategy": r.strategy, "val_accuracy": r.trained.best_val_accuracy,
+    select = cfg.train.select_on
+    rows = [{"strategy": r.strategy, **validation_scores(r.trained, select),
              **{k: r.metrics.get(k) for k in comparison.COLUMNS},
              "trainable_params": r.trained.trainable_params, "run_id": r.run_id}
             for r in results]
     out_dir = Path(cfg.paths.reports) / "sweeps" / parent_id
-    files = comparison.write(rows, out_dir)
+    files = comparison.write(rows, out_dir, select)
     run = steps.run_log(cfg, parent_id)
     run.artifacts(files, "comparison")
-    best = comparison.best(rows)
-    run.tags({"ferry.best_strategy": best["strategy"], "ferry.best_run_id": best["run_id"]})
-    run.metrics({f"{r['strategy']}_test_accuracy": r["test_accuracy"] for r in rows})
-    return {"rows": rows, "best": best["strategy"], "table": str(files[0])}
+    best = comparison.best(rows, select)
+    run.tags({"ferry.best_strategy": best["strategy"], "ferry.best_run_id": best["run_id"],
+              "ferry.selected_on": f"val_{select}"})
+    keys = ("test_accuracy",) if select == "accuracy" else ("test_accuracy", f"test_{select}")
+    run.metrics({f"{r['strategy']}_{k}": r[k] for r in rows for k in keys
+                 if r[k] is not None})
+    return {"rows": rows, "best": best["strategy"], "table": str(files[0]),
+            "select_on": select}
+
+
+def validation_scores(trained: steps.Trained, select: str) -> dict[str, float | None]:
+    """``val_accuracy`` and ``val_macro_f1`` of the epoch a training kept, from its history
+    (``complete.json``). ``Trained.best_val_accuracy`` holds the *monitored* metric, which
+    is ``val_<train.select_on>``, whatever its name says: it only stands in for that one
+    figure when the history is gone, never for the other."""
+    from ferry.transfer.records import Completion
+
+    done = Completion.read(Path(trained.model_dir).parent)
+    kept = next((r for r in (done.history if done else [])
+                 if int(r.get("epoch", -1)) == trained.best_epoch), None)
+    out: dict[str, float | None] = {"val_accuracy": None, "val_macro_f1": None}
+    if kept is None:
+        return out | {f"val_{select}": trained.best_val_accuracy}
+    return out | {k: kept[k] for k in out if k in kept}
 
 
 def member_file(cfg: FerryConfig, parent_id: str, name: str) -> Path:

@@ -43,7 +43,7 @@ def promote(cfg: FerryConfig, version: DataVersion, prepared: Prepared, run_id: 
         held = None if champ is None else promotion.score(
             cfg, reg.model_folder(champ, Path(tmp) / "p"), split)
     decision = (promotion.Decision(False, f"v{chal} is already @{gates.champion_alias}")
-                if chal == champ else promotion.decide(gates, scores, held))
+                if chal == champ else promotion.decide(gates, scores, held, cfg.train.select_on))
     record = {"promotion.decision": "promote" if decision.promote else "keep",
               "promotion.reason": decision.reason, "promotion.run_id": run_id,
               "promotion.holdout_md5": version.md5, "promotion.challenger": chal,

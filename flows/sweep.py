@@ -19,7 +19,8 @@ from tasks.experiments import (
 
 @flow(name="ferry-sweep")
 def sweep(cfg: FerryConfig) -> dict:
-    """Compare transfer strategies; register the best by validation accuracy."""
+    """Compare transfer strategies; register the best by the validation
+    metric of ``train.select_on``."""
     with mlflow_run(cfg, kind="sweep") as parent:
         cfg, version, prepared, source = inputs(cfg, parent)
         scratch = scratch_baseline(cfg, source, prepared, parent)

@@ -25,19 +25,43 @@ def validate(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
 def validate_and_report(cfg) -> None:
     """Run the suites and the repair policy on the configured data and print the summary:
-    one line per repair, the split sizes and labels, where the report is."""
+    one line per repair, the split sizes, one labels line per task, where the report is."""
     from ferry import steps
+    from ferry.data import cells
 
     report_dir = cfg.paths.reports / "validate"
     checked = steps.check_data(cfg, report_dir)
     for fix in checked.repairs:
         output.line(f"  data repair: {fix.line()}", "yellow")
     rows = ", ".join(f"{name} {len(part):,}" for name, part in checked.parts.items())
-    counts = checked.parts["train"][cfg.data.label_column].value_counts()
-    labels = ", ".join(f"{lbl} {int(counts.get(lbl, 0)):,}" for lbl in checked.labels)
     verdict = "passed after repairs" if checked.repairs else "all expectations passed"
-    output.line(f"{cfg.data.path}: {verdict} ({rows}); labels (train rows): {labels}; "
-                f"report: {report_dir / 'validation.html'}", "green")
+    report = report_dir / "validation.html"
+    tasks = cells.tasks_of(cfg.data)
+    if len(tasks) == 1 and not cells.multi(tasks[0]):  # the classic line, as it always was
+        output.line(f"{cfg.data.path}: {verdict} ({rows}); labels (train rows): "
+                    f"{_counts(checked, tasks[0])}; report: {report}", "green")
+        return
+    output.line(f"{cfg.data.path}: {verdict} ({rows}); {len(tasks)} task"
+                f"{'s' if len(tasks) > 1 else ''}; report: {report}", "green")
+    for task in tasks:
+        kind = ("" if not cells.multi(task) else "multi-label from data.label_columns; "
+                if cfg.data.label_columns else f"multi-label, {task.separator!r}-separated; ")
+        output.line(f"  labels of {task.column} ({kind}train rows): {_counts(checked, task)}",
+                    "green")
+    output.line(f"  {'; '.join(checked.notes)}")
+
+
+def _counts(checked, task) -> str:
+    """``fresh 1,554, rotten 1,556``: each label of the task with its training rows (a
+    multi-label task: the rows holding it; an empty cell counts for none)."""
+    from ferry.data import cells
+
+    train = checked.parts["train"]
+    counts = cells.counts(train, task)
+    known = checked.task_labels.get(task.column, checked.labels)
+    empty = sum(cell is None for cell in cells.cells(train, task))
+    return ", ".join(f"{lbl} {counts.get(lbl, 0):,}" for lbl in known) + (
+        f" ({empty:,} row(s) without one: they train the other tasks)" if empty else "")
 
 
 @app.command()

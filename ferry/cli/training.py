@@ -30,11 +30,17 @@ def run(config: ConfigOpt = None, set_: SetOpt = None, nproc: NprocOpt = None) -
     m, model = result["metrics"], result["model"]
     output.line(f"done in {time.perf_counter() - began:.1f} s; MLflow run {result['run_id']}",
                 "green")
-    output.line("  " + "   ".join(f"{k} {m[k]:.4f}" for k in RESULT_KEYS if k in m))
+    output.line("  " + "   ".join(f"{k} {v:.4f}" for k, v in _results(m, cfg.train.select_on)))
     if "transfer_gain_ci_low" in m:
         output.line(f"  receipt: transfer gain {m['transfer_gain']:+.4f}, 95% CI "
                     f"[{m['transfer_gain_ci_low']:+.4f}, {m['transfer_gain_ci_high']:+.4f}] "
                     "over the same model trained from scratch")
+    tasks = [t.column for t in cfg.data.tasks or []]
+    for task in tasks if len(tasks) > 1 else []:  # several tasks: each one's own gain
+        key = f"transfer_gain_{task}"
+        if f"{key}_ci_low" in m:
+            output.line(f"    {task}: {m[key]:+.4f} [{m[key + '_ci_low']:+.4f}, "
+                        f"{m[key + '_ci_high']:+.4f}]")
     output.line(f"load it: mlflow.pyfunc.load_model('models:/{model['name']}@{model['alias']}')"
                 f" (version {model['version']})", "green")
     output.line(f"see it:  {_link(cfg, result['run_id'])}")
@@ -66,6 +72,22 @@ def rollback(config: ConfigOpt = None, set_: SetOpt = None, model: ModelOpt = No
     result = importlib.import_module("flows.promote").rollback(cfg)
     output.line(f"{result['model']}: @{cfg.promotion.champion_alias} v{result['from']} -> "
                 f"v{result['champion']} (run {result['run_id']})", "green")
+
+
+def _results(m: dict[str, float], select_on: str) -> list[tuple[str, float]]:
+    """The run's headline figures. The best epoch's validation figure is the one training
+    monitored, ``val_<train.select_on>``: it is named so here even when it was logged as
+    ``best_val_accuracy`` (a macro-F1 must not read as an accuracy)."""
+    out = []
+    for key in RESULT_KEYS:
+        if key == "best_val_accuracy":
+            value = m.get(f"best_val_{select_on}", m.get(key))
+            key = f"best_val_{select_on}"
+        else:
+            value = m.get(key)
+        if value is not None:
+            out.append((key, value))
+    return out
 
 
 def _link(cfg, run_id: str) -> str:
@@ -108,9 +130,11 @@ def sweep(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     began = time.perf_counter()
     result = importlib.import_module("flows.sweep").run(cfg, workers)
     output.line(f"Flow time: {time.perf_counter() - began:.1f} s")
-    output.table(result["rows"], ("strategy", "val_accuracy", "test_accuracy", "test_macro_f1",
+    select = result.get("select_on", cfg.train.select_on)
+    output.table(result["rows"], ("strategy", f"val_{select}", "test_accuracy", "test_macro_f1",
                                   "train_minutes", "trainable_params", "transfer_gain"))
-    output.line(f"Parent run {result['run_id']}: comparison.csv/.png; best by validation: "
+    output.line(f"Parent run {result['run_id']}: comparison.csv/.png; best by validation "
+                f"{select}: "
                 f"{result['best']} -> {result['model']['name']} version "
                 f"{result['model']['version']} (@{result['model']['alias']})", "green")
 

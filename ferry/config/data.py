@@ -16,6 +16,10 @@ class SplitConfig(_Strict):
     validation: float = Field(0.1, gt=0, lt=0.5)
     test: float = Field(0.1, gt=0, lt=0.5)
     seed: int = 42
+    # The column the split keeps class shares of (null: the primary task's label). A finer
+    # column (speaker within party) keeps every speaker in every split, and gives runs that
+    # predict different columns of one file the same rows.
+    stratify: str | None = None
 
 
 class AugmentConfig(_Strict):
@@ -68,6 +72,16 @@ class ChunkConfig(_Strict):
     pooling: Literal["mean", "attention"] = "mean"
 
 
+class TaskConfig(_Strict):
+    """One label column the model predicts (``data.tasks``): one head per task on the shared
+    backbone. A row whose cell is empty has no label for this task: it trains the others."""
+
+    column: str
+    labels: list[str] | None = Field(None, min_length=2)  # null: inferred from the train split
+    weight: float = Field(1.0, gt=0)  # its loss's weight (train.task_weighting: fixed)
+    separator: str | None = Field(None, min_length=1)  # multi-label cells: "a|b" with "|"
+
+
 class DataConfig(_Strict):
     """Where the labelled data lives and what it must look like.
 
@@ -77,7 +91,8 @@ class DataConfig(_Strict):
     """
 
     modality: Literal["text", "image"] = "text"
-    recipe: Literal["rotten-tomatoes", "fashion-mnist"] | None = "rotten-tomatoes"
+    recipe: Literal["rotten-tomatoes", "presidential-debates",
+                    "fashion-mnist"] | None = "rotten-tomatoes"
     path: Path = Path("data/rotten_tomatoes.csv")
     dvc_file: Path = Path("data.dvc")
     text_column: str = "text"
@@ -87,6 +102,15 @@ class DataConfig(_Strict):
     # null: the labels found in the training split (sorted), recorded on the run; a list is
     # enforced (a row with another label stops the run). Built-in recipes know theirs.
     labels: list[str] | None = Field(None, min_length=2)
+    # Several label columns (multi-task): one shared backbone, one head per task. The first
+    # task is the primary one: its label must be present (the split is stratified on it);
+    # label_column and labels mirror it. Null: one task, label_column.
+    tasks: list[TaskConfig] | None = Field(None, min_length=1)
+    # Multi-label: the label cell holds several labels joined by this separator ("a|b");
+    # sigmoid head, per-label thresholds tuned on validation. (Per task: tasks[].separator.)
+    label_separator: str | None = Field(None, min_length=1)
+    # Multi-label from several 0/1 columns: they are joined into label_column at load time.
+    label_columns: list[str] | None = Field(None, min_length=2)
     split: SplitConfig = Field(default_factory=SplitConfig)
     min_text_chars: int = Field(1, ge=1)
     max_text_chars: int = Field(5000, ge=1)
@@ -105,10 +129,40 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _recipe_labels(self) -> DataConfig:
-        """A built-in recipe's labels, in its order (the head's rows and prototypes follow it)."""
+        """A built-in recipe's labels, in its order (the head's rows and prototypes follow it);
+        with ``tasks``, label_column/labels/label_separator mirror the first task."""
+        if self.label_columns and self.tasks:
+            raise ValueError("data.label_columns (0/1 columns) is for one multi-label task; "
+                             "with data.tasks give a separator per task instead")
+        mirror: dict = {}  # (set without re-validating: assignment would re-enter here)
+        if self.label_columns and not self.label_separator:
+            mirror["label_separator"] = "|"
+        if self.tasks:
+            names = [t.column for t in self.tasks]
+            if len(set(names)) != len(names):
+                raise ValueError(f"data.tasks columns must be unique, got {names}")
+            first = self.tasks[0]
+            mirror |= {"label_column": first.column, "labels": first.labels,
+                       "label_separator": first.separator}
+        self.__dict__.update(mirror)
         if self.labels is None and self.recipe in RECIPE_LABELS:
             self.labels = list(RECIPE_LABELS[self.recipe])
         return self
+
+    def task_list(self) -> list[TaskConfig]:
+        """Every task, one for a single-label-column config (its labels are ``labels``)."""
+        if self.tasks:
+            return [self.tasks[0].model_copy(update={"labels": self.labels}), *self.tasks[1:]]
+        return [TaskConfig(column=self.label_column, labels=self.labels,
+                           separator=self.label_separator)]
+
+    def with_task_labels(self, found: dict[str, list[str]]) -> DataConfig:
+        """This block with every task's label list set (as validation found them)."""
+        update: dict = {"labels": found.get(self.label_column, self.labels)}
+        if self.tasks:
+            update["tasks"] = [t.model_copy(update={"labels": found.get(t.column, t.labels)})
+                               for t in self.tasks]
+        return self.model_copy(update=update)
 
     def policy(self, rule: str) -> str:
         """The action for one repair rule, ``fail`` for every rule under ``strict``."""

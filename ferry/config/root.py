@@ -55,6 +55,15 @@ class FerryConfig(Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
     @model_validator(mode="after")
+    def _multilabel_metric(self) -> FerryConfig:
+        """``train.select_on: auto``: multi-label data goes by macro-F1 (subset accuracy
+        punishes one wrong label of many as a total miss), everything else by accuracy."""
+        if self.train.select_on == "auto":
+            multi = any(t.separator for t in self.data.task_list())
+            self.train.select_on = "macro_f1" if multi else "accuracy"
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> FerryConfig:
         problems = cross_field_problems(self)
         if problems:
@@ -104,9 +113,30 @@ def cross_field_problems(cfg: FerryConfig) -> list[str]:
     if st.enabled and image:
         problems.append("self_training is for text data (it pseudo-labels unlabelled "
                         "texts); set self_training.enabled=false for image runs")
+    problems += _task_problems(cfg)
     if cfg.distributed.node_rank >= cfg.distributed.nnodes:
         problems.append(f"distributed.node_rank {cfg.distributed.node_rank} must be below "
                         f"distributed.nnodes {cfg.distributed.nnodes}")
+    return problems
+
+
+def _task_problems(cfg: FerryConfig) -> list[str]:
+    """Several tasks or multi-label heads: what only a single-label head supports."""
+    tasks = cfg.data.task_list()
+    if len(tasks) == 1 and tasks[0].separator is None:
+        return []
+    kind = "data.tasks" if len(tasks) > 1 else "multi-label (data.label_separator)"
+    problems = []
+    if cfg.strategy.name in TEXT_ONLY or TEXT_ONLY & set(cfg.sweep.strategies or []):
+        problems.append(f"{kind} cannot be learned zero-shot (one label description list per "
+                        "head); choose another strategy or remove zero_shot from "
+                        "sweep.strategies")
+    if cfg.adaptation.target_path:
+        problems.append(f"adaptation.target_path trains a single-label head; unset it for "
+                        f"{kind}")
+    if cfg.self_training.enabled:
+        problems.append(f"self_training pseudo-labels one label per text; set "
+                        f"self_training.enabled=false for {kind}")
     return problems
 
 

@@ -69,6 +69,16 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     patience: int = Field(2, ge=1)
     seed: int = 42
+    # Imbalanced classes: auto weighs each class's loss by its inverse training frequency
+    # (n / (k * n_class), sklearn's "balanced"; multi-label: positives by negatives/positives).
+    class_weights: Literal["auto", "none"] = "none"
+    # The validation metric that picks the best epoch, the sweep's winner and (unless
+    # promotion.metric says otherwise) promotion's comparison. auto: macro_f1 for multi-label
+    # data (subset accuracy counts one wrong tag of five as a total miss), else accuracy.
+    select_on: Literal["auto", "accuracy", "macro_f1"] = "auto"
+    # Multi-task losses: summed with data.tasks[].weight (fixed), or weighed by learned
+    # per-task uncertainty (Kendall et al. 2018: exp(-s) * loss + s / 2, s trained).
+    task_weighting: Literal["fixed", "learned"] = "fixed"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     resume: bool = True
     log_every: int = Field(50, ge=1)
@@ -123,7 +133,8 @@ class ShiftConfig(_Strict):
 
 
 class SweepConfig(_Strict):
-    """``ferry sweep``: strategies compared on one data version; best validation accuracy wins.
+    """``ferry sweep``: strategies compared on one data version; the best on validation
+    ``train.select_on`` wins.
 
     ``strategies``: null = every registered strategy that applies to the data's modality.
     ``concurrency``: how many strategy runs train at once; ``auto`` = as many as fit in free
@@ -186,7 +197,7 @@ class PromotionConfig(_Strict):
     champion must pass the absolute gates instead."""
 
     champion_alias: str = "champion"
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    metric: Literal["accuracy", "macro_f1"] | None = None  # null: train.select_on
     margin: float = Field(0.005, ge=0, le=1)
     max_recall_drop: float = Field(0.05, ge=0, le=1)
     min_accuracy: float = Field(0.6, ge=0, le=1)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ferry.config import DataConfig
-from ferry.data import repair, splits, validation
+from ferry.config.data import TaskConfig
+from ferry.data import cells, repair, splits, validation
 from ferry.data.loading import ROW
 from ferry.data.repair import Repair
 from ferry.errors import DataError
@@ -22,35 +23,42 @@ from ferry.errors import DataError
 
 @dataclass
 class Checked:
-    """The validated splits, the repairs made on the way, and the labels they carry."""
+    """The validated splits, the repairs made on the way, and the labels they carry:
+    ``labels`` the primary task's, ``task_labels`` every task's (by column; a multi-label
+    task's individual labels). ``notes`` say how the split was made."""
 
     parts: dict[str, pd.DataFrame]
     labels: list[str]
     repairs: list[Repair] = field(default_factory=list)
     report: Path | None = None
+    task_labels: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def check(frame: pd.DataFrame, cfg: DataConfig, report_dir: Path) -> Checked:
     """Run the suites and the policy; write the report either way; raise on what is left."""
+    tasks = cells.tasks_of(cfg)
     if cfg.modality == "text" and _has(frame, cfg):
-        frame = repair.derive(frame, cfg.text_column, cfg.label_column)
+        frame = repair.derive(frame, cfg.text_column, tasks)
     findings = validation.check_table(frame, cfg)
     repairs: list[Repair] = []
+    notes: list[str] = []
     parts = None
     if _passed(findings):
         kept, repairs = _repair_table(frame, findings, cfg)
         if not any(r.action == "failed" for r in repairs):
-            parts = _split_and_count(kept, cfg, findings, repairs)
-    report = validation.write_report(findings, cfg.path, report_dir, repairs)
+            parts = _split_and_count(kept, cfg, findings, repairs, notes)
+    report = validation.write_report(findings, cfg.path, report_dir, repairs, notes)
     validation.raise_on_failure(findings, cfg.path, report,
                                 ["\n      ".join([r.line(), *r.examples[:3]])
                                  for r in repairs if r.action == "failed"])
     assert parts is not None
-    return Checked(parts, _labels(parts, cfg), repairs, report)
+    found = {t.column: _labels(parts, t, cfg) for t in tasks}
+    return Checked(parts, found[cfg.label_column], repairs, report, found, notes)
 
 
 def _has(frame: pd.DataFrame, cfg: DataConfig) -> bool:
-    return {cfg.text_column, cfg.label_column} <= set(frame.columns)
+    return {cfg.text_column, *(t.column for t in cfg.task_list())} <= set(frame.columns)
 
 
 def _passed(findings: list[validation.Finding]) -> bool:
@@ -67,14 +75,14 @@ def _repair_table(frame: pd.DataFrame, findings: list[validation.Finding],
     for f in findings:
         if f.rule and not f.success:
             flagged.setdefault(f.rule, set()).update(int(r) for r in f.rows)
-    group = [repair.KEY, cfg.label_column, *([cfg.split_column] if cfg.split_column else [])]
+    group = [repair.KEY, repair.LABEL_KEY, *([cfg.split_column] if cfg.split_column else [])]
     kept, repairs = repair.apply(frame, flagged, _actions(cfg), group, cfg.text_column)
     _mark(findings, repairs)
     if kept.empty:
         raise DataError(f"{cfg.path}: no rows left after repairs ("
                         + "; ".join(f"{r.count} {r.rule}" for r in repairs)
                         + "); see the report, or fix the file")
-    return kept.drop(columns=[repair.KEY, repair.LABELS_PER_TEXT]), repairs
+    return kept.drop(columns=[repair.KEY, repair.LABEL_KEY, repair.LABELS_PER_TEXT]), repairs
 
 
 def _actions(cfg: DataConfig) -> dict[str, str]:
@@ -91,12 +99,14 @@ def _mark(findings: list[validation.Finding], repairs: list[Repair]) -> None:
 
 
 def _split_and_count(kept: pd.DataFrame, cfg: DataConfig, findings: list[validation.Finding],
-                     repairs: list[Repair]) -> dict[str, pd.DataFrame] | None:
-    """Class counts on what is left, the split, then the leakage rule on the splits."""
+                     repairs: list[Repair], notes: list[str]) -> dict[str, pd.DataFrame] | None:
+    """Class counts on what is left, the split (how: into ``notes``), then the leakage rule
+    on the splits."""
     findings += validation.check_counts(kept, cfg)
     if not _passed(findings):
         return None
-    parts = splits.split_frame(kept, cfg)
+    parts, how = splits.split_with_note(kept, cfg)
+    notes.append(how)
     if cfg.modality == "image":
         findings += validation.check_leakage(parts, cfg)
         return parts
@@ -118,15 +128,18 @@ def _split_and_count(kept: pd.DataFrame, cfg: DataConfig, findings: list[validat
     return parts
 
 
-def _labels(parts: dict[str, pd.DataFrame], cfg: DataConfig) -> list[str]:
-    """The given label list, else the training split's labels (sorted); an evaluation split
-    holding a label training never saw cannot be scored."""
-    if cfg.labels is not None:
-        return list(cfg.labels)
-    found = sorted(parts["train"][cfg.label_column].unique())
+def _labels(parts: dict[str, pd.DataFrame], task: TaskConfig, cfg: DataConfig) -> list[str]:
+    """The task's given label list, else the training split's labels (sorted; a multi-label
+    task's individual labels); an evaluation split holding a label training never saw cannot
+    be scored."""
+    if task.labels is not None:
+        return list(task.labels)
+    found = sorted(cells.counts(parts["train"], task))
     for name in ("validation", "test"):
-        extra = sorted(set(parts[name][cfg.label_column]) - set(found))
+        extra = sorted(set(cells.counts(parts[name], task)) - set(found))
         if extra:
-            raise DataError(f"{cfg.path}: label(s) {extra} appear in the {name} split but not "
-                            "in train; give them training rows or list data.labels")
+            where = "data.labels" if not cfg.tasks else "the task's labels (data.tasks)"
+            of = "" if len(cfg.task_list()) == 1 else f" of task {task.column!r}"
+            raise DataError(f"{cfg.path}: label(s) {extra}{of} appear in the {name} split but "
+                            f"not in train; give them training rows or list {where}")
     return found

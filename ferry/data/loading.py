@@ -19,10 +19,14 @@ import json
 import lzma
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ferry.errors import DataError
+
+if TYPE_CHECKING:
+    from ferry.config import DataConfig
 
 ROW = "_row"
 COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
@@ -81,6 +85,65 @@ def read_table(path: Path, columns: Sequence[str] | Mapping[str, str],
         frame[column] = frame[column].map(lambda v: v.strip() if isinstance(v, str) else v)
     frame.insert(0, ROW, range(1, len(frame) + 1))
     return frame
+
+
+def read_labelled(path: Path, data: DataConfig) -> pd.DataFrame:
+    """The labelled text table ``data`` describes: its text and every task's label column
+    (label cells stripped), with ``data.label_columns`` (several 0/1 columns) joined into
+    ``data.label_column`` here, once, so that every reader sees the same multi-label cells."""
+    columns = {data.text_column: "data.text_column"}
+    if data.label_columns:
+        columns |= {c: "data.label_columns" for c in data.label_columns}
+    else:
+        columns |= {t.column: f"data.tasks[{i}].column" if data.tasks else "data.label_column"
+                    for i, t in enumerate(data.task_list())}
+    labels = tuple(c for c, key in columns.items() if key != "data.text_column")
+    frame = read_table(path, columns, strip=labels)
+    if data.label_columns:
+        frame = join_label_columns(frame, path, list(data.label_columns), data.label_column,
+                                   data.label_separator or "|")
+    return frame
+
+
+FLAGS = {"1": True, "1.0": True, "true": True, "0": False, "0.0": False, "false": False}
+
+
+def join_label_columns(frame: pd.DataFrame, path: Path, columns: list[str], target: str,
+                       separator: str) -> pd.DataFrame:
+    """Multi-label as several 0/1 columns -> one cell per row: the names of the columns that
+    are 1, joined by ``separator`` in ``columns`` order (all 0: an empty cell, a missing
+    label). A cell that is not 0/1 stops the read naming its row and column."""
+    if target in frame.columns:
+        raise DataError(f"{path}: data.label_columns are joined into data.label_column "
+                        f"{target!r}, but the file already has a column {target!r}; set "
+                        "data.label_column to a name the file does not use (e.g. labels)")
+    joined = [name for name in columns if separator in name]
+    if joined:
+        raise DataError(f"{path}: label column name(s) {joined} contain the separator "
+                        f"{separator!r}; set data.label_separator to a character they lack")
+    flags = {}
+    for name in columns:
+        flags[name] = frame[name].map(_flag)
+        bad = frame.loc[flags[name].isna(), [ROW, name]]
+        if not bad.empty:
+            value = bad.iloc[0][name]
+            shown = "an empty cell" if pd.isna(value) else f"value {value!r}"
+            more = f" (and {len(bad) - 1} more row(s))" if len(bad) > 1 else ""
+            raise DataError(f"{path}: row {bad.iloc[0][ROW]}, column {name!r}: {shown}"
+                            f"{more}; expected 0 or 1 (data.label_columns "
+                            "are 0/1 columns, 1 = the row has that label). Fix the cell, or "
+                            "remove the column from data.label_columns")
+    out = frame.copy()
+    out[target] = [separator.join(n for n in columns if flags[n].iat[i]) or None
+                   for i in range(len(frame))]
+    return out
+
+
+def _flag(value: object) -> bool | None:
+    """A 0/1 cell as a bool (Parquet's 1.0 and True too); None for anything else."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return FLAGS.get(str(value).strip().lower())
 
 
 def closest(name: str, names: Sequence[str]) -> str | None:

@@ -10,17 +10,21 @@ thing, and a strict run fails naming the very rows a lenient one drops.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ferry.config.data import TaskConfig
+from ferry.data import cells
 from ferry.data.loading import ROW
 
 KEY = "_key"  # the text with whitespace runs collapsed: "Yes. " and "Yes." are one text
 LABELS_PER_TEXT = "_labels_per_text"
+LABEL_KEY = "_label_key"  # the row's labels: one task's, or (several tasks) all as JSON
 LEAKS = "_also_in_train"
 RULES = {
-    "missing": "an empty or missing text or label",
+    "missing": "an empty or missing text or label",  # (of the primary task)
     "conflicts": "the same text under different labels (all its rows)",
     "duplicates": "the same text and label again (after whitespace normalisation)",
     "leakage": "a validation/test text that is also a training text",
@@ -63,14 +67,32 @@ def normalise(value: object) -> str | None:
     return text or None
 
 
-def derive(frame: pd.DataFrame, text: str, label: str) -> pd.DataFrame:
-    """Add the columns the suites check: the normalised text and, per text, how many
-    different labels it carries (rows with a missing text or label count for neither)."""
+def derive(frame: pd.DataFrame, text: str, tasks: list[TaskConfig]) -> pd.DataFrame:
+    """Add the columns the suites check: the normalised text, the row's labels over every task
+    (``LABEL_KEY``: what a duplicate repeats) and, per text, how many different labels it
+    carries in its most contradictory task (``LABELS_PER_TEXT``: above 1 is a conflict).
+
+    A blank cell becomes empty (no label for that task; the primary's is then missing). An
+    empty cell of another task contradicts nothing: ``("Yes.", R, TRUMP)`` and ``("Yes.", R,
+    -)`` are no conflict. Rows with a missing text or primary label count for neither rule.
+    """
     out = frame.copy()
     out[KEY] = out[text].map(normalise)
-    usable = out[KEY].notna() & out[label].map(normalise).notna()
-    per_text = out[usable].groupby(KEY)[label].nunique()
-    out[LABELS_PER_TEXT] = out[KEY].map(per_text).fillna(1).astype(int)
+    keys = {t.column: cells.canonical(out, t) for t in tasks}
+    for column, key in keys.items():
+        out[column] = out[column].where(key.notna(), None)
+    primary = keys[tasks[0].column]
+    usable = out[KEY].notna() & primary.notna()
+    if len(tasks) == 1:
+        out[LABEL_KEY] = primary
+    else:
+        tuples = [json.dumps(labels) for labels in zip(*keys.values(), strict=True)]
+        out[LABEL_KEY] = pd.Series(tuples, index=out.index, dtype=object).where(primary.notna())
+    per_task = [pd.Series(1, index=out.index)]
+    for key in keys.values():
+        ok = usable & key.notna()
+        per_task.append(out[KEY].map(key[ok].groupby(out.loc[ok, KEY]).nunique()).fillna(1))
+    out[LABELS_PER_TEXT] = pd.concat(per_task, axis=1).max(axis=1).astype(int)
     return out
 
 
@@ -78,7 +100,7 @@ def apply(frame: pd.DataFrame, flagged: dict[str, set[int]], actions: dict[str, 
           group: list[str], text: str) -> tuple[pd.DataFrame, list[Repair]]:
     """Drop (or keep, or fail on) the flagged rows rule by rule, in the order of ``RULES``.
 
-    Duplicates keep the first row of each ``group`` (normalised text, label and split);
+    Duplicates keep the first row of each ``group`` (normalised text, labels and split);
     conflicts drop every row of the text, since no one of its labels can be trusted.
     """
     repairs, keep = [], pd.Series(True, index=frame.index)

@@ -6,12 +6,14 @@ The same function backs the ``prepare`` stage of dvc.yaml and the flow, so ``dvc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from ferry.config import DataConfig
+from ferry.data import cells
 from ferry.data.loading import ROW
 from ferry.errors import DataError
 from ferry.files import write_atomic
@@ -21,23 +23,58 @@ SPLITS = ("train", "validation", "test")
 
 def split_frame(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, pd.DataFrame]:
     """Use the data's own split column if configured, else a stratified seeded split."""
+    return split_with_note(frame, cfg)[0]
+
+
+def split_with_note(frame: pd.DataFrame,
+                    cfg: DataConfig) -> tuple[dict[str, pd.DataFrame], str]:
+    """The split, and one line saying how it was made (for the validation report)."""
     if cfg.split_column:
-        return _given_splits(frame, cfg)
-    labels = frame[cfg.label_column]
+        return _given_splits(frame, cfg), f"split given by column {cfg.split_column!r}"
+    strata, how = _strata(frame, cfg)
     if cfg.max_rows and len(frame) > cfg.max_rows:
-        frame, _ = train_test_split(frame, train_size=cfg.max_rows, stratify=labels,
+        frame, _ = train_test_split(frame, train_size=cfg.max_rows, stratify=strata,
                                     random_state=cfg.split.seed)
-        labels = frame[cfg.label_column]
+        strata = None if strata is None else strata.loc[frame.index]
     held = cfg.split.validation + cfg.split.test
     try:
-        train, rest = train_test_split(frame, test_size=held, stratify=labels,
+        train, rest = train_test_split(frame, test_size=held, stratify=strata,
                                        random_state=cfg.split.seed)
         val, test = train_test_split(rest, test_size=cfg.split.test / held,
-                                     stratify=rest[cfg.label_column], random_state=cfg.split.seed)
+                                     stratify=None if strata is None else strata.loc[rest.index],
+                                     random_state=cfg.split.seed)
     except ValueError as exc:
         raise DataError(f"{cfg.path}: cannot make a stratified split ({exc}); each label needs "
                         "at least a few rows in every split") from None
-    return {name: part.sort_values(ROW) for name, part in zip(SPLITS, (train, val, test), strict=True)}
+    parts = {name: part.sort_values(ROW) for name, part in
+             zip(SPLITS, (train, val, test), strict=True)}
+    return parts, f"{how}; seed {cfg.split.seed}"
+
+
+def _strata(frame: pd.DataFrame, cfg: DataConfig) -> tuple[pd.Series | None, str]:
+    """What the split is stratified on: the primary task's label. A multi-label primary task
+    cannot be stratified on its label combinations (too many, too rare): on the first label of
+    each cell when every such class has enough rows for two in each held-out split, else not
+    at all."""
+    if cfg.split.stratify:
+        if cfg.split.stratify not in frame.columns:
+            raise DataError(f"{cfg.path}: data.split.stratify names column "
+                            f"{cfg.split.stratify!r}, which is not in the file; found "
+                            f"{list(frame.columns)}")
+        column = frame[cfg.split.stratify].fillna("").astype(str).str.strip()
+        return column, f"split stratified on {cfg.split.stratify!r} (data.split.stratify)"
+    task = cfg.task_list()[0]
+    if not cells.multi(task):
+        return frame[task.column], f"split stratified on {task.column!r}"
+    first = cells.first_labels(frame, task)
+    need = math.ceil(round(2 / min(cfg.split.validation, cfg.split.test), 6))
+    rare = {k: int(v) for k, v in first.value_counts().items() if v < need}
+    if not rare:
+        return first, (f"split stratified on the first label of each {task.column!r} cell "
+                       "(multi-label: label combinations cannot be stratified on)")
+    shown = ", ".join(f"{k or '(empty)'} {v}" for k, v in sorted(rare.items())[:5])
+    return None, (f"split not stratified: {task.column!r} is multi-label and some first labels "
+                  f"have fewer than {need} rows ({shown}{', ...' if len(rare) > 5 else ''})")
 
 
 def _given_splits(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, pd.DataFrame]:

@@ -21,6 +21,8 @@ from typing import Any
 import pandas as pd
 
 from ferry.config import DataConfig
+from ferry.config.data import TaskConfig
+from ferry.data import cells
 from ferry.data.loading import ROW
 from ferry.errors import DataValidationError
 
@@ -45,6 +47,7 @@ class Finding:
     rule: str | None = None
     rows: list[Any] = field(default_factory=list)
     action: str = ""
+    hint: str = ""  # what to do when it fails (printed under its examples)
 
 
 def _rule(expectation: Any, rule: str) -> Any:
@@ -53,16 +56,18 @@ def _rule(expectation: Any, rule: str) -> Any:
 
 
 def _text_suite(cfg: DataConfig) -> list[Any]:
-    """The raw table's rules; the ones tagged with a rule are repairable by the policy."""
+    """The raw table's rules; the ones tagged with a rule are repairable by the policy. Only
+    the primary task's label must be present: another task's empty cell trains the others."""
     import great_expectations.expectations as gxe
 
-    from ferry.data.repair import KEY, LABELS_PER_TEXT
+    from ferry.data.repair import KEY, LABEL_KEY, LABELS_PER_TEXT
 
     text, label = cfg.text_column, cfg.label_column
-    group = [KEY, label, *([cfg.split_column] if cfg.split_column else [])]
+    tasks = cells.tasks_of(cfg)
+    group = [KEY, LABEL_KEY, *([cfg.split_column] if cfg.split_column else [])]
     suite = [
         gxe.ExpectColumnToExist(column=text),
-        gxe.ExpectColumnToExist(column=label),
+        *[gxe.ExpectColumnToExist(column=t.column) for t in tasks],
         *([gxe.ExpectColumnToExist(column=cfg.split_column)] if cfg.split_column else []),
         _rule(gxe.ExpectColumnValuesToNotBeNull(column=text), "missing"),
         _rule(gxe.ExpectColumnValuesToMatchRegex(column=text, regex=r"\S"), "missing"),
@@ -77,9 +82,18 @@ def _text_suite(cfg: DataConfig) -> list[Any]:
         _rule(gxe.ExpectColumnValueLengthsToBeBetween(column=text,
                                                       max_value=cfg.max_text_chars), "long"),
     ]
-    if cfg.labels is not None:
-        suite.append(gxe.ExpectColumnValuesToBeInSet(column=label, value_set=list(cfg.labels)))
+    # empty cells are skipped; a multi-label task's labels are checked one by one instead
+    suite += [gxe.ExpectColumnValuesToBeInSet(column=t.column, value_set=list(t.labels))
+              for t in tasks if t.labels is not None and not cells.multi(t)]
     return suite
+
+
+def _label_set_suite(tasks: list[TaskConfig]) -> list[Any]:
+    """Multi-label tasks: each label of a cell in the task's list (not the joined string)."""
+    import great_expectations.expectations as gxe
+
+    return [gxe.ExpectColumnValuesToBeInSet(column=t.column, value_set=list(t.labels or []))
+            for t in tasks]
 
 
 def _image_suite(cfg: DataConfig) -> list[Any]:
@@ -174,26 +188,59 @@ def check_table(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
     if cfg.modality == "image":
         findings, _ = _run_suite("image-classification", _image_suite(cfg), frame,
                                  cfg.path_column)
-    else:
-        findings, _ = _run_suite("text-classification", _text_suite(cfg), frame, ROW)
+        return findings
+    findings, _ = _run_suite("text-classification", _text_suite(cfg), frame, ROW)
+    tasks = cells.tasks_of(cfg)
+    listed = [t for t in tasks if t.labels is not None and cells.multi(t) and t.column in frame]
+    if listed:
+        long = pd.concat([cells.exploded(frame, t, ROW) for t in listed], ignore_index=True)
+        more, _ = _run_suite("label-sets", _label_set_suite(listed), long, ROW)
+        findings += more
+    for f in findings:
+        if f.expectation == "expect_column_values_to_be_in_set" and not f.success:
+            at = next((i for i, t in enumerate(tasks) if t.column == f.column), 0)
+            f.hint = (f"fix these rows, or list the label(s) in {_labels_key(cfg, at)}"
+                      + (f" (each label of a {tasks[at].separator!r}-separated cell must be "
+                         "listed)" if cells.multi(tasks[at]) else ""))
     return findings
+
+
+def _labels_key(cfg: DataConfig, at: int) -> str:
+    """The config key that lists task ``at``'s labels, for a message's fix."""
+    return f"data.tasks[{at}].labels" if cfg.tasks else "data.labels"
 
 
 def check_counts(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
-    """After repairs: every label (the given list, else those found) has enough rows."""
-    counts = frame[cfg.label_column].value_counts()
-    labels = list(cfg.labels) if cfg.labels is not None else sorted(counts.index)
-    table = pd.DataFrame({"label": labels, "rows": [int(counts.get(lbl, 0)) for lbl in labels]})
-    findings, _ = _run_suite("class-counts", _count_suite(cfg), table, "label")
+    """After repairs: every label of every task (the given list, else those found) has enough
+    rows, a multi-label task's labels counted one by one; each task has two labels at least."""
     index = ROW if ROW in frame.columns else cfg.path_column
-    for f in findings:  # a rare label is often a typo: say where it is
-        f.examples = [ex + _where(frame, cfg.label_column, index, label)
-                      for ex, label in zip(f.examples, f.rows, strict=False)]
+    tasks = cells.tasks_of(cfg)
+    findings: list[Finding] = []
+    for at, task in enumerate(tasks):
+        counts = cells.counts(frame, task) if task.column in frame else {}
+        labels = list(task.labels) if task.labels is not None else sorted(counts)
+        table = pd.DataFrame({"label": labels, "rows": [counts.get(lbl, 0) for lbl in labels]})
+        name = "class-counts" if len(tasks) == 1 else f"class-counts-{task.column}"
+        found, _ = _run_suite(name, _count_suite(cfg), table, "label")
+        for f in found:  # a rare label is often a typo: say where it is
+            f.examples = [ex + _where(frame, task, index, label)
+                          for ex, label in zip(f.examples, f.rows, strict=False)]
+            if f.success:
+                continue
+            if f.column is None:  # the table of labels: fewer than two
+                f.hint = (f"{task.column!r} has {len(labels)} label(s) {labels}: a classifier "
+                          "needs two at least; check the column or the data")
+            else:
+                f.hint = (f"give each label of {task.column!r} {cfg.min_class_count} rows or "
+                          f"more, fix the rows named, or lower data.min_class_count"
+                          + ("" if task.labels is None else
+                             f" (or drop the label from {_labels_key(cfg, at)})"))
+        findings += found
     return findings
 
 
-def _where(frame: pd.DataFrame, column: str, index: str, label: Any) -> str:
-    rows = frame.loc[frame[column] == label, index].astype(str).tolist()
+def _where(frame: pd.DataFrame, task: TaskConfig, index: str, label: Any) -> str:
+    rows = cells.rows_with(frame, task, index, label)
     if not rows or len(rows) > EXAMPLES:
         return ""
     return f" ({index} {', '.join(rows)})"
@@ -238,18 +285,19 @@ def raise_on_failure(findings: list[Finding], source: Path, report: Path,
         lines.append(f"  - {f.suite}: {f.expectation}{col} failed for {f.unexpected} row(s); "
                      f"expected {f.expected or 'the column to exist'}")
         lines += [f"      {ex}" for ex in f.examples]
+        lines += [f"      -> {f.hint}"] if f.hint else []
     raise DataValidationError("\n".join(lines), report=str(report))
 
 
 def write_report(findings: list[Finding], source: Path, out_dir: Path,
-                 repairs: list[Any] = ()) -> Path:
+                 repairs: list[Any] = (), notes: list[str] = ()) -> Path:
     """An HTML page (the Data Docs equivalent, offline, self-contained) and a JSON file: every
-    expectation, then every repair with all of its rows."""
+    expectation, then every repair with all of its rows; ``notes`` (how the split was made)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ok = all(f.success for f in findings) and all(r.action != "failed" for r in repairs)
     (out_dir / "validation.json").write_text(json.dumps(
         {"source": str(source), "success": ok, "results": [f.__dict__ for f in findings],
-         "repairs": [{**r.__dict__, "count": r.count} for r in repairs]},
+         "repairs": [{**r.__dict__, "count": r.count} for r in repairs], "notes": list(notes)},
         indent=2, default=str), encoding="utf-8")
     esc = html.escape
     rows = "".join(
@@ -265,6 +313,7 @@ def write_report(findings: list[Finding], source: Path, out_dir: Path,
     page = (f"<html><head><meta charset='utf-8'><title>Ferry data validation</title><style>"
             "td,th{border:1px solid #ccc;padding:4px}.fail{background:#fdd}.ok{background:#efe}"
             f"</style></head><body><h1>Data validation: {esc(str(source))}</h1>"
+            + "".join(f"<p>{esc(n)}</p>" for n in notes) +
             "<h2>Repairs</h2><table><tr><th>rule</th><th>action</th><th>rows</th>"
             f"<th>row numbers</th><th>examples</th></tr>{fixes}</table>"
             "<h2>Expectations</h2>"

@@ -18,6 +18,7 @@ from ferry.config import ModelConfig
 from ferry.models.meta import ModelMeta
 from ferry.models.meta import read as read_meta
 from ferry.models.meta import write as write_meta
+from ferry.models.tasks import Layout
 from ferry.models.windows import WindowAttention, pool
 
 
@@ -39,6 +40,11 @@ class Head(nn.Module):
         self.windows = windows
         if windows == "attention":
             self.attend = WindowAttention(hidden)
+
+    def learn_task_weights(self, tasks: int) -> None:
+        """Uncertainty weighting of several tasks' losses (``train.task_weighting: learned``):
+        one log-variance per task, trained with the head by every strategy, saved with it."""
+        self.log_vars = nn.Parameter(torch.zeros(tasks))
 
     def pool_windows(self, feats: torch.Tensor, doc: torch.Tensor, n_docs: int) -> torch.Tensor:
         """One representation per text from its windows' features."""
@@ -201,9 +207,11 @@ def load(folder: Path) -> tuple[TextClassifier, Any, ModelMeta]:
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # as in training, where TextClassifier removed it first
         encoder = get_peft_model(encoder, LoraConfig(**adapter))
-    model = TextClassifier(encoder, len(meta.labels), meta.pooling, meta.dropout,
+    model = TextClassifier(encoder, Layout.from_meta(meta).width, meta.pooling, meta.dropout,
                            meta.window_pooling if meta.long_text == "chunk" else None)
     model.head.normalize = meta.normalize
+    if meta.task_weighting == "learned":
+        model.head.learn_task_weights(len(meta.tasks or ()))
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), load_tokenizer(folder / "tokenizer", trust), meta
 

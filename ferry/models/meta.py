@@ -28,6 +28,10 @@ class ModelMeta(BaseModel):
     dropout: float = 0.1
     normalize: bool = False  # a prototype head compares unit vectors (zero-shot)
     lora: dict[str, Any] | None = None  # an unmerged adapter's peft config, or merge facts
+    # Several tasks or multi-label (``ferry.models.tasks.Layout``): each task's name, labels,
+    # kind and tuned thresholds; None: one single-label task on ``labels``.
+    tasks: list[dict[str, Any]] | None = None
+    task_weighting: Literal["fixed", "learned"] = "fixed"  # learned: the head holds log-variances
     # text
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = 128

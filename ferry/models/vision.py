@@ -20,6 +20,7 @@ from ferry.models.classifier import Head
 from ferry.models.meta import ModelMeta
 from ferry.models.meta import read as read_meta
 from ferry.models.meta import write as write_meta
+from ferry.models.tasks import Layout
 
 LITE0 = "efficientnet-lite0"
 LITE0_STATS = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])  # x*2-1
@@ -212,7 +213,9 @@ def load(folder: Path) -> tuple[ImageClassifier, None, ModelMeta]:
         from peft import LoraConfig, get_peft_model
 
         net = get_peft_model(net, LoraConfig(**adapter))
-    model = ImageClassifier(net.to(memory_format=torch.channels_last), width, len(meta.labels),
-                            meta.dropout, (meta.mean, meta.std), None)
+    model = ImageClassifier(net.to(memory_format=torch.channels_last), width,
+                            Layout.from_meta(meta).width, meta.dropout, (meta.mean, meta.std), None)
+    if meta.task_weighting == "learned":
+        model.head.learn_task_weights(len(meta.tasks or ()))
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), None, meta

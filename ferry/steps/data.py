@@ -23,16 +23,21 @@ class Prepared(BaseModel):
     split_key: str
     report_dir: str
     rows: dict[str, int]
-    labels: list[str] = []
+    labels: list[str] = []  # the primary task's
+    task_labels: dict[str, list[str]] = {}  # every task's, by label column
     dropped: dict[str, int] = {}  # repair rule -> rows dropped
     repairs: list[str] = []  # one line per repair, as printed
 
     def bind(self, cfg: FerryConfig) -> FerryConfig:
-        """The config with ``data.labels`` resolved: every later step reads the labels there."""
-        if cfg.data.labels == self.labels or not self.labels:
+        """The config with every task's labels resolved (``data.labels`` the primary's, and
+        ``data.tasks[].labels``): every later step reads the labels there."""
+        found = dict(self.task_labels)
+        if self.labels:
+            found.setdefault(cfg.data.label_column, list(self.labels))
+        tasks = cfg.data.task_list()
+        if not found or all(t.labels == found.get(t.column, t.labels) for t in tasks):
             return cfg
-        return cfg.model_copy(update={"data": cfg.data.model_copy(
-            update={"labels": list(self.labels)})})
+        return cfg.model_copy(update={"data": cfg.data.with_task_labels(found)})
 
 
 def data_version(cfg: FerryConfig) -> DataVersion:
@@ -90,7 +95,8 @@ def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepar
     split_dir = splits.write_splits(checked.parts, root() / cfg.paths.prepared / skey)
     return Prepared(split_dir=str(split_dir), split_key=skey, report_dir=str(report_dir),
                     rows={name: len(part) for name, part in checked.parts.items()},
-                    labels=checked.labels, repairs=[r.line() for r in checked.repairs],
+                    labels=checked.labels, task_labels=checked.task_labels,
+                    repairs=[r.line() for r in checked.repairs],
                     dropped={r.rule: r.count for r in checked.repairs
                              if r.action == "dropped"})
 
@@ -108,13 +114,11 @@ def read_data(cfg: FerryConfig):
     import pandas as pd
 
     from ferry.data import images
-    from ferry.data.loading import read_table
+    from ferry.data.loading import read_labelled
 
     path = root() / cfg.data.path
     if cfg.data.modality == "text":
-        return read_table(path, {cfg.data.text_column: "data.text_column",
-                                 cfg.data.label_column: "data.label_column"},
-                          strip=(cfg.data.label_column,))
+        return read_labelled(path, cfg.data)
     frame = images.read_images(path, cfg.data).reset_index(drop=True)
     inspected = images.inspect(frame[cfg.data.path_column].tolist(), images.data_root(path))
     return pd.concat([frame, inspected], axis=1)
@@ -148,7 +152,9 @@ def log_validation(cfg: FerryConfig, version: DataVersion, prepared: Prepared,
                 | {f"data_dropped_{rule}": prepared.dropped.get(rule, 0)
                    for rule in RULES if rule != "long"})
     run.tags({"data.labels": json.dumps(prepared.labels),
-              "data.labels_source": "config" if cfg.data.labels else "inferred from train"})
+              "data.labels_source": "config" if cfg.data.labels else "inferred from train"}
+             | ({"data.tasks": json.dumps(prepared.task_labels)}
+                if len(prepared.task_labels) > 1 else {}))
     for line in prepared.repairs:
         log.info("data repair: %s", line)
     source = {"path": str(cfg.data.path), "md5": version.md5, "git_rev": version.git_rev,

@@ -96,7 +96,8 @@ def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str
     metrics, artifacts = scoring.evaluate(cfg, model_dir, Path(prepared.split_dir), prefix)
     artifacts += scoring.learning_curves(model_dir, prefix)
     metrics[f"{prefix}best_epoch"] = trained.best_epoch
-    metrics[f"{prefix}best_val_accuracy"] = trained.best_val_accuracy
+    # the kept epoch's score on the metric that chose it (train.select_on)
+    metrics[f"{prefix}best_val_{cfg.train.select_on}"] = trained.best_val_accuracy
     run = run_log(cfg, run_id)
     run.metrics(metrics)
     run.artifacts(artifacts, f"evaluation/{trained.role}")

@@ -13,67 +13,69 @@ from ferry.transfer.records import Trained, metric_prefix
 
 
 def transfer_gain(cfg: FerryConfig, run_id: str, trained: Trained, scratch: Trained) -> dict:
-    """The receipt: fine-tuned minus scratch test accuracy, with a paired bootstrap interval.
+    """The receipt: fine-tuned minus scratch test accuracy, with a paired bootstrap interval
+    (several tasks: per-example correctness over the example's labelled tasks, and every
+    task's own ``transfer_gain_<task>``).
 
     ``ferry.negative_transfer`` is true only when the whole interval lies below zero.
     """
-    import numpy as np
-
-    from ferry.evaluation.receipt import paired_bootstrap
+    from ferry.evaluation import receipt
     from ferry.transfer.scoring import predictions
 
     mine = predictions(Path(trained.model_dir), metric_prefix(trained.role))
     base = predictions(Path(scratch.model_dir), metric_prefix(scratch.role))
-    if mine["y_true"] != base["y_true"]:
+    if not receipt.same_examples(mine, base):
         raise ValueError("transfer and scratch were scored on different test examples")
     opts = cfg.receipt
-    gain, low, high = paired_bootstrap(np.array(mine["y_true"]), np.array(mine["y_pred"]),
-                                       np.array(base["y_pred"]), opts.bootstrap_samples,
-                                       opts.confidence, opts.seed)
-    out = {"transfer_gain": gain, "transfer_gain_ci_low": low, "transfer_gain_ci_high": high,
-           "scratch_test_accuracy": float(np.mean(np.array(base["y_pred"]) ==
-                                                  np.array(base["y_true"])))}
+    out = receipt.gains(mine, base, "transfer_gain", opts.bootstrap_samples, opts.confidence,
+                        opts.seed) | {"scratch_test_accuracy": receipt.accuracy(base)}
+    tags = {"ferry.negative_transfer": out["transfer_gain_ci_high"] < 0,
+            "ferry.scratch_model": scratch.model_dir}
+    if len(mine.get("tasks") or {}) > 1:  # which tasks the pretrained start made worse
+        tags["ferry.negative_transfer_tasks"] = ",".join(
+            t for t in mine["tasks"] if out.get(f"transfer_gain_{t}_ci_high", 0.0) < 0) or "none"
     run = run_log(cfg, run_id)
     run.metrics(out)
-    run.tags({"ferry.negative_transfer": high < 0, "ferry.scratch_model": scratch.model_dir})
+    run.tags(tags)
     return out
 
 
 def classical_gain(cfg: FerryConfig, run_id: str, trained: Trained, prepared: Prepared) -> dict:
-    """The classical receipt: a tuned TF-IDF (or pixel) logistic regression on the same split,
-    and the fine-tuned model's gain over it on the same test rows (paired bootstrap).
+    """The classical receipt: a tuned TF-IDF (or pixel) logistic regression on the same split
+    (one per task), and the fine-tuned model's gain over it on the same test rows (paired
+    bootstrap; several tasks: overall and per task, as ``transfer_gain``).
 
-    ``ferry.beats_classical`` is false, with a warning, when the gain is not above zero: a
-    pretrained network that costs minutes and a GPU is then not worth it on this data.
+    ``ferry.beats_classical`` is false, with a warning, when the model's test
+    ``train.select_on`` metric (the mean over tasks) is not above the baseline's: a pretrained
+    network that costs minutes and a GPU is then not worth it on this data.
     """
-    import numpy as np
-
-    from ferry.evaluation.receipt import paired_bootstrap
+    from ferry.evaluation import classical, receipt
     from ferry.transfer.scoring import predictions
 
     if not cfg.receipt.classical:
         return {}
-    result, test_labels = _classical(cfg, prepared)
+    layout, results, test_targets = _classical(cfg, prepared)
     mine = predictions(Path(trained.model_dir), metric_prefix(trained.role))
-    if mine["y_true"] != list(test_labels):
+    base = classical.record(layout, test_targets, results)
+    if not receipt.same_examples(mine, base):
         raise ValueError("the classical baseline and the model were scored on different test "
-                         f"rows ({len(test_labels)} vs {len(mine['y_true'])})")
-    y_true = np.array(mine["y_true"])
+                         f"rows ({len(base['y_true'])} vs {len(mine['y_true'])})")
     opts = cfg.receipt
-    gain, low, high = paired_bootstrap(y_true, np.array(mine["y_pred"]), result.y_pred,
-                                       opts.bootstrap_samples, opts.confidence, opts.seed)
-    out = {"classical_test_accuracy": result.test_accuracy,
-           "classical_test_macro_f1": result.test_macro_f1,
-           "classical_val_accuracy": result.val_accuracy, "classical_seconds": result.seconds,
-           "gain_over_classical": gain, "gain_over_classical_ci_low": low,
-           "gain_over_classical_ci_high": high}
-    beats = gain > 0
+    out = classical.metrics(layout, results) | receipt.gains(
+        mine, base, "gain_over_classical", opts.bootstrap_samples, opts.confidence, opts.seed)
+    select = cfg.train.select_on
+    ours, theirs = (receipt.scores(layout, r)[select] for r in (mine, base))
+    beats = ours > theirs
+    what = "; ".join((f"{name}: " if len(results) > 1 else "") + r.describe()
+                     for name, r in results.items())
     run = run_log(cfg, run_id)
     run.metrics(out)
-    run.tags({"ferry.beats_classical": str(beats).lower(), "ferry.classical": result.describe()})
-    line = (f"{result.describe()}: test accuracy {result.test_accuracy:.4f} in "
-            f"{result.seconds:.1f} s; the fine-tuned model's gain over it {gain:+.4f} "
-            f"({opts.confidence:.0%} CI [{low:+.4f}, {high:+.4f}])")
+    run.tags({"ferry.beats_classical": str(beats).lower(), "ferry.classical": what})
+    line = (f"{what}: test {select} {theirs:.4f} in {out['classical_seconds']:.1f} s, the "
+            f"fine-tuned model's {ours:.4f}; its accuracy gain over it "
+            f"{out['gain_over_classical']:+.4f} ({opts.confidence:.0%} CI "
+            f"[{out['gain_over_classical_ci_low']:+.4f}, "
+            f"{out['gain_over_classical_ci_high']:+.4f}])")
     if beats:
         log.info("classical baseline %s", line)
     else:
@@ -83,35 +85,41 @@ def classical_gain(cfg: FerryConfig, run_id: str, trained: Trained, prepared: Pr
 
 
 def _classical(cfg: FerryConfig, prepared: Prepared):
-    """The tuned classical baseline on the run's own split files (texts, or image files
-    downsampled to ``classical.IMAGE_SIZE``) and the test labels, as indices into
-    ``data.labels`` like the model's. Kept per data version, labels and recipe (a re-run
-    of the same data skips the fit)."""
+    """(task layout, the tuned classical baseline per task, the test targets) on the run's
+    own split files (texts, or image files downsampled to ``classical.IMAGE_SIZE``), targets
+    encoded like the model's. Kept per data version, tasks, labels and recipe (a re-run of the
+    same data skips the fit)."""
     import json
+    import time
+
+    import numpy as np
 
     from ferry.evaluation import classical
     from ferry.files import content_key, write_atomic
     from ferry.transfer import cache
 
-    data = cache.split_labels(Path(prepared.split_dir), cfg)
-    labels = {name: y for name, (_, y) in data.items()}
+    layout = cache.layout_of(cfg)
+    data = cache.split_labels(Path(prepared.split_dir), cfg, layout=layout)
+    targets = {name: np.asarray(y) for name, (_, y) in data.items()}
     path = root() / cfg.paths.cache / "classical" / (content_key(
         split=prepared.split_key, modality=cfg.data.modality, labels=cfg.data.labels,
-        seed=cfg.receipt.seed, recipe=classical.RECIPE) + ".json")
+        seed=cfg.receipt.seed, recipe=classical.RECIPE, **layout.key()) + ".json")
     if path.is_file():
-        return classical.ClassicalResult.from_dict(json.loads(path.read_text("utf-8"))), \
-            labels["test"]
+        raw = json.loads(path.read_text("utf-8"))
+        return layout, classical.load(layout, raw), targets["test"]
     if cfg.data.modality == "text":
-        result = classical.text_baseline({n: x for n, (x, _) in data.items()}, labels,
-                                         cfg.receipt.seed)
+        began = time.perf_counter()  # (the baseline's seconds include its features)
+        features = classical.text_features({n: x for n, (x, _) in data.items()})
     else:
         from ferry.data.images import load_pixels
 
         pixels = {n: load_pixels(x, classical.IMAGE_SIZE) for n, (x, _) in data.items()}
-        result = classical.image_baseline(pixels, labels, cfg.receipt.seed)
-    text = json.dumps(result.to_dict())
+        began = time.perf_counter()
+        features = classical.image_features(pixels)
+    results = classical.per_task(layout, features, targets, cfg.receipt.seed, began)
+    text = json.dumps(classical.dump(layout, results))
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return result, labels["test"]
+    return layout, results, targets["test"]
 
 
 def domain_shift(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,

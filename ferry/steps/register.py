@@ -39,7 +39,8 @@ def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersi
         trainable_params=trained.trainable_params, best_epoch=trained.best_epoch,
         data_md5=version.md5, data_origin=version.origin, git_rev=version.git_rev,
         git_dirty=version.git_dirty, source=source.label, source_path=source.path,
-        source_sha256=source.sha256, rows=rows or {}, metrics=metrics))
+        source_sha256=source.sha256, rows=rows or {}, metrics=metrics,
+        model_dir=trained.model_dir))
     path = write_atomic(Path(trained.model_dir).parent / "model_card.md",
                         lambda tmp: tmp.write_text(card, encoding="utf-8"))
     tracker = Tracker(cfg, root())

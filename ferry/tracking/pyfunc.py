@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
 
 INPUT_EXAMPLE = ["A gripping, beautifully acted film."]
 # Declared, not inferred: inference would load the model and run it once more at log time.
@@ -43,7 +44,9 @@ class FerryClassifier(mlflow.pyfunc.PythonModel):
         self.model, self.processor, self.meta = self.modality.load(folder)
 
     def predict(self, context, model_input, params=None):  # unannotated: see the class doc
-        """Label names, one per input, in input order."""
+        """Label names, one per input, in input order. Multi-label: a list of labels per
+        input (those above their tuned thresholds). Several tasks: a DataFrame with one
+        column per task, in the tasks' order."""
         import torch
 
         from ferry.transfer.inference import run
@@ -54,7 +57,22 @@ class FerryClassifier(mlflow.pyfunc.PythonModel):
         device = torch.device("cpu")
         logits = run(self.model, self.modality.batches(data, 64, None, device), len(data),
                      device)
-        return [self.meta.labels[i] for i in logits.argmax(1).tolist()]
+        return answers(self.meta, logits)
+
+
+def answers(meta: Any, logits: Any) -> Any:
+    """The model's outputs from its logits, as its task layout says."""
+    import pandas as pd
+
+    from ferry.models.tasks import Layout
+
+    layout = Layout.from_meta(meta)
+    if layout.classic:
+        return [meta.labels[i] for i in logits.argmax(1).tolist()]
+    probs = layout.probabilities(logits)
+    if len(layout.tasks) == 1:
+        return layout.decide(0, probs[0])
+    return pd.DataFrame({t.name: layout.decide(i, probs[i]) for i, t in enumerate(layout.tasks)})
 
 
 def _texts(model_input: Any) -> list[str]:
@@ -96,9 +114,16 @@ def _image_arrays(model_input: Any, size: int):
     return np.stack(out)
 
 
-def log_kwargs(image: bool) -> dict[str, Any]:
-    """Signature and example for text (string in, string out); images are checked by the
-    wrapper itself (one column signature cannot say "path or array")."""
+def log_kwargs(image: bool, meta: Any = None) -> dict[str, Any]:
+    """Signature and example for text (string in; a string, a list of strings per multi-label
+    task, one named column per task); images are checked by the wrapper itself (one column
+    signature cannot say "path or array")."""
     if image:
         return {}
-    return {"input_example": INPUT_EXAMPLE, "signature": TEXT_SIGNATURE}
+    tasks = (meta.tasks or []) if meta is not None else []
+    if not tasks:
+        return {"input_example": INPUT_EXAMPLE, "signature": TEXT_SIGNATURE}
+    outputs = [ColSpec(Array(DataType.string) if t["multi"] else DataType.string,
+                       t["name"] if len(tasks) > 1 else None) for t in tasks]
+    return {"input_example": INPUT_EXAMPLE,
+            "signature": ModelSignature(inputs=TEXT_SIGNATURE.inputs, outputs=Schema(outputs))}

@@ -36,7 +36,8 @@ class Registry:
         import ferry
         from ferry.models.meta import read as read_meta
 
-        image = read_meta(model_dir).modality == "image"
+        meta = read_meta(model_dir)
+        image = meta.modality == "image"
 
         def log_model():  # all artifacts, or (retried) a fresh logged model; never registered half
             with mlflow.start_run(run_id=run_id):
@@ -44,7 +45,7 @@ class Registry:
                     name="model", python_model=str(MODEL_CODE),
                     artifacts={"model": str(model_dir)},
                     code_paths=[str(Path(ferry.__file__).parent)],
-                    pip_requirements=requirements(image), **log_kwargs(image))
+                    pip_requirements=requirements(image), **log_kwargs(image, meta))
 
         info = retrying(self.cfg.tracking.outage_window_s, "log the model", log_model)
         self._ensure_model(model_description)

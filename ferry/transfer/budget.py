@@ -80,8 +80,8 @@ def plan_epochs(train_cfg: TrainConfig, n_train: int, n_classes: int,
         why += f"; {step_seconds:.2f} s a step fits {cap} epochs in {seconds:.0f} s"
     why += (f"; {epochs} epochs ({epochs * batches * passes} steps, between {MIN_EPOCHS} and "
             f"train.max_epochs={train_cfg.max_epochs}), stopping early after "
-            f"{train_cfg.patience} epochs without a better validation accuracy or before an "
-            f"epoch would end past {seconds:.0f} s")
+            f"{train_cfg.patience} epochs without a better validation {train_cfg.select_on} "
+            f"or before an epoch would end past {seconds:.0f} s")
     return Budget(epochs, why, passes, epochs * batches * passes, seconds, auto=True)
 
 

@@ -17,6 +17,7 @@ from ferry.config import FerryConfig
 from ferry.data.splits import SPLITS, read_split
 from ferry.files import content_key as key
 from ferry.files import write_atomic
+from ferry.models.tasks import Layout, layout_of
 from ferry.transfer.batching import Encoded, Pixels, encode
 from ferry.transfer.chunking import Chunked
 from ferry.transfer.chunking import encode as chunk_encode
@@ -26,16 +27,16 @@ def _save(obj: Any, path: Path) -> None:
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def split_labels(split_dir: Path, cfg: FerryConfig,
-                 names: tuple[str, ...] = SPLITS) -> dict[str, tuple[list[str], list[int]]]:
-    """(texts or image paths, label indices) per split; labels are positions in data.labels."""
-    index = {name: i for i, name in enumerate(cfg.data.labels)}
+def split_labels(split_dir: Path, cfg: FerryConfig, names: tuple[str, ...] = SPLITS,
+                 layout: Layout | None = None) -> dict[str, tuple[list[str], Any]]:
+    """(texts or image paths, targets) per split: label positions in data.labels, or the
+    targets of several tasks / multi-label (``Layout.encode``)."""
+    layout = layout or layout_of(cfg)
     column = cfg.data.text_column if cfg.data.modality == "text" else cfg.data.path_column
     out = {}
     for name in names:
         frame = read_split(split_dir, name)
-        out[name] = (frame[column].tolist(),
-                     [index[v.strip()] for v in frame[cfg.data.label_column]])
+        out[name] = (frame[column].tolist(), layout.encode(frame, f"{name} split: "))
     return out
 
 
@@ -44,7 +45,8 @@ def encoded_splits(cfg: FerryConfig, tokenizer: Any, source_sha: str, split_dir:
     """Tokenized splits, from the cache when this data version was tokenized before:
     truncated, or as windows when ``data.long_text`` resolved to ``chunk``."""
     chunk = _chunking(cfg)
-    name = key(split=split_key, source=source_sha, max_length=cfg.model.max_length, **chunk)
+    name = key(split=split_key, source=source_sha, max_length=cfg.model.max_length, **chunk,
+               **layout_of(cfg).key())
     path = Path(cfg.paths.cache) / "tokens" / f"{name}.pt"
     kind = Chunked.from_dict if chunk else (lambda raw: Encoded(**raw))
     if path.is_file():
@@ -74,7 +76,8 @@ def pixel_splits(cfg: FerryConfig, split_dir: Path, split_key: str) -> dict[str,
     """Decoded, resized images of every split as uint8 tensors (decoded once per version)."""
     from ferry.data.images import load_pixels
 
-    path = Path(cfg.paths.cache) / "pixels" / f"{key(split=split_key, size=cfg.data.image.size)}.pt"
+    name = key(split=split_key, size=cfg.data.image.size, **layout_of(cfg).key())
+    path = Path(cfg.paths.cache) / "pixels" / f"{name}.pt"
     if path.is_file():
         raw = torch.load(path, weights_only=True)
         return {name: Pixels(**raw[name]) for name in SPLITS}
@@ -90,7 +93,8 @@ def features_path(cfg: FerryConfig, source_sha: str, split_key: str) -> Path:
     return Path(cfg.paths.cache) / "features" / (
         key(split=split_key, source=source_sha, max_length=cfg.model.max_length,
             pooling=cfg.model.pooling, **_long_text(cfg),
-            size=cfg.data.image.size if cfg.data.modality == "image" else None) + ".pt")
+            size=cfg.data.image.size if cfg.data.modality == "image" else None,
+            **layout_of(cfg).key()) + ".pt")
 
 
 def _long_text(cfg: FerryConfig) -> dict[str, Any]:

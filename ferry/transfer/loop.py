@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ferry.config import TrainConfig
 from ferry.transfer import budget, parallel
 from ferry.transfer.checkpoint import Checkpointer
+from ferry.transfer.objective import partial_loss
 
 
 @dataclass
@@ -41,6 +42,7 @@ class FitResult:
 
 log = logging.getLogger("ferry.train")
 LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor | None]]
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Hooks(Protocol):
@@ -143,11 +145,12 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         cfg: TrainConfig, ckpt: Checkpointer | None, extra_state: dict | None = None,
         on_epoch: Callable[[int, dict], None] | None = None,
         monitor: str = "val_accuracy", hooks: Hooks | None = None,
-        loss_fn: LossFn | None = None) -> FitResult:
+        loss_fn: LossFn | None = None, objective: Criterion | None = None) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` epochs (resuming from ``ckpt``); leave it at its best.
 
     ``loss_fn(model, batch) -> (loss, aux)`` replaces plain cross-entropy (domain adaptation
-    adds an alignment term and reports it as ``aux``). Checkpoints are written after every
+    adds an alignment term and reports it as ``aux``); ``objective(logits, targets)`` only the
+    criterion (tasks, class weights: compile and DDP stay). Checkpoints are written after every
     epoch and, with ``train.checkpoint_every``, every that many steps inside one.
     """
     device = resolve_device(cfg.device)
@@ -179,7 +182,7 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
             runner.rebuild()  # DDP and the compiled graph must see the new trainable set
         on_step = (lambda part, e=epoch: writer.save(snapshot(e - 1, part))) if writer else None
         record = _epoch(runner, batches(epoch), steps_per_epoch, opt, sched, epoch, cfg,
-                        loss_fn or cross_entropy, partial, on_step)
+                        loss_fn or partial_loss(objective), partial, on_step)
         partial = None
         record.update(validate(model))
         result.history.append(record)
@@ -270,12 +273,6 @@ def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimi
     partial = state.get("partial") or None
     result.resumed_step = int(partial["done"]) if partial else 0
     return result.resumed_from, partial
-
-
-def cross_entropy(model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The default objective: cross-entropy of the model's logits, no auxiliary term."""
-    logits = model(batch)
-    return nn.functional.cross_entropy(logits.float(), batch["labels"]), None
 
 
 def _local(batch: dict, runner: Runner, local_size: int) -> tuple[dict, float]:

