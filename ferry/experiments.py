@@ -28,10 +28,16 @@ class StrategyResult(BaseModel):
 
 
 def sweep_strategies(cfg: FerryConfig) -> list[str]:
-    """``sweep.strategies``, or (null) every registered strategy that fits the modality."""
+    """``sweep.strategies``, or (null) every registered strategy that fits the modality and
+    the heads (zero-shot has one label-description list: one single-label task only)."""
+    from ferry.config.root import TEXT_ONLY
     from ferry.transfer.strategies import applicable
 
-    return list(cfg.sweep.strategies or applicable(cfg.data.modality))
+    if cfg.sweep.strategies:
+        return list(cfg.sweep.strategies)
+    tasks = cfg.data.task_list()
+    single = len(tasks) == 1 and tasks[0].separator is None
+    return [s for s in applicable(cfg.data.modality) if single or s not in TEXT_ONLY]
 
 
 def scratch_baseline(cfg: FerryConfig, source: PretrainedSource, prepared: steps.Prepared,

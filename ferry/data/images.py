@@ -26,7 +26,8 @@ def read_images(path: Path, cfg: DataConfig) -> pd.DataFrame:
     """The dataset's table, with ``path`` made absolute (manifest paths are relative to it)."""
     if path.is_dir():
         return _read_folder(path, cfg)
-    frame = read_table(path, [cfg.path_column, cfg.label_column], strip=(cfg.label_column,))
+    tasks = [t.column for t in cfg.task_list()]  # several label columns: one per task
+    frame = read_table(path, [cfg.path_column, *tasks], strip=tuple(tasks))
     rel = frame[cfg.path_column].fillna("").astype(str).str.strip()
     if (rel == "").any():
         rows = frame.loc[rel == "", ROW].tolist()

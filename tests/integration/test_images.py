@@ -159,3 +159,34 @@ def test_bad_image_input_is_named_and_registers_nothing(image_run, case, monkeyp
     with pytest.raises(FerryError, match=pattern.format(name=name)):
         transfer(load_config(None, image_overrides(path)))
     assert tracking.Tracker(cfg, root).registry.state() == before
+
+
+KIND = {"sandal": "footwear", "sneaker": "footwear", "ankle-boot": "footwear", "bag": "bag"}
+
+
+def test_an_image_model_with_two_heads_answers_both(image_run, tmp_path):
+    """Multi-task on images: the class and its kind (footwear / bag / clothing) from one
+    backbone, each with its own metrics; the registered model returns both columns."""
+    root, manifest, _, _ = image_run
+    frame = pd.read_csv(manifest)
+    frame["kind"] = [KIND.get(label, "clothing") for label in frame["label"]]
+    two = manifest.parent / "two-tasks.csv"
+    frame.to_csv(two, index=False)
+    with contextlib.chdir(root):
+        from flows.transfer import transfer
+
+        labels = "[" + ", ".join(LABELS) + "]"
+        cfg = load_config(None, [*image_overrides(two, **{"tracking.model_name": "fm-two",
+                                                          "baseline": "none",
+                                                          "shift.enabled": "false"}),
+                                 f"data.tasks=[{{column: label, labels: {labels}}}, "
+                                 "{column: kind}]"])
+        result = transfer(cfg)
+    metrics = result["metrics"]
+    assert metrics["test_label_accuracy"] >= 0.3 and metrics["test_kind_accuracy"] >= 0.75
+    assert metrics["classical_kind_test_accuracy"] > 0
+    model = tracking.Tracker(cfg, root).model("fm-two").load("challenger")
+    test = frame.query("split == 'test'")
+    out = model.predict([str(manifest.parent / p) for p in test["path"]])
+    assert list(out.columns) == ["label", "kind"]
+    assert (out["kind"].to_numpy() == test["kind"].to_numpy()).mean() >= 0.75
