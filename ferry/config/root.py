@@ -114,6 +114,10 @@ def cross_field_problems(cfg: FerryConfig) -> list[str]:
         problems.append("self_training is for text data (it pseudo-labels unlabelled "
                         "texts); set self_training.enabled=false for image runs")
     problems += _task_problems(cfg)
+    if cfg.adaptation.target_path and cfg.train.class_weights == "auto":
+        problems.append("train.class_weights=auto does not apply to the domain-adaptation "
+                        "loss (adaptation.target_path); set train.class_weights=none or unset "
+                        "adaptation.target_path")
     if cfg.distributed.node_rank >= cfg.distributed.nnodes:
         problems.append(f"distributed.node_rank {cfg.distributed.node_rank} must be below "
                         f"distributed.nnodes {cfg.distributed.nnodes}")
@@ -134,9 +138,13 @@ def _task_problems(cfg: FerryConfig) -> list[str]:
     if cfg.adaptation.target_path:
         problems.append(f"adaptation.target_path trains a single-label head; unset it for "
                         f"{kind}")
-    if cfg.self_training.enabled:
-        problems.append(f"self_training pseudo-labels one label per text; set "
-                        f"self_training.enabled=false for {kind}")
+    if cfg.self_training.enabled or cfg.self_training.label_fraction:
+        problems.append(f"self_training pseudo-labels one label per text (and "
+                        f"label_fraction hides single labels); set self_training.enabled=false "
+                        f"and self_training.label_fraction=null for {kind}")
+    if cfg.data.modality == "image" and any(t.separator for t in tasks):
+        problems.append("multi-label (a label separator) is for text data; an image task "
+                        "takes one label per image (several label columns: data.tasks)")
     return problems
 
 

@@ -118,6 +118,9 @@ def rebuild_tracked(root: Path, tracked: Path, data: DataConfig) -> None:
 
 # The version of data/ that Ferry ships (data.dvc): exactly the built-in datasets.
 SHIPPED_VERSION = "f1c1709ae2048a990c4cee0dde47a7f6.dir"
+# Versions Ferry shipped before (without the debates file): a project still on one of them
+# gets every built-in dataset restored too.
+EARLIER_VERSIONS = ("ecee78422465a16b4e864ea7e6cd00f2.dir",)
 
 
 def restore_builtins(root: Path, folder: Path, recorded: str | None) -> list[str]:
@@ -129,7 +132,7 @@ def restore_builtins(root: Path, folder: Path, recorded: str | None) -> list[str
     find theirs. The recipes are deterministic, so the rebuilt files are the recorded ones. A
     project whose own version never held them is left as it is.
     """
-    if recorded != SHIPPED_VERSION:
+    if recorded != SHIPPED_VERSION and recorded not in EARLIER_VERSIONS:
         return []
     missing = [recipe for recipe, out in DEFAULT_OUTPUTS.items()
                if (root / out).resolve().is_relative_to((root / folder).resolve())

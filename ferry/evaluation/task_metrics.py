@@ -22,11 +22,17 @@ MEANS = ("accuracy", "macro_f1", "loss")
 
 def scores(layout: Layout, targets: np.ndarray, probs: list[np.ndarray],
            prefix: str) -> dict[str, float]:
-    """Every task's metrics (rows labelled for it only) and, with several tasks, the means."""
+    """Every task's metrics (rows labelled for it only) and, with several tasks, the means
+    (over the tasks labelled on some row of this split: a rare secondary task may have none
+    in a small validation split; it then has no keys here)."""
     out: dict[str, float] = {}
+    scored = []
     for i, task in enumerate(layout.tasks):
         y, p = layout.task_targets(targets, i), probs[i]
         keep = (y != MISSING).all(1) if task.multi else y != MISSING
+        if not keep.any() and len(layout.tasks) > 1:
+            continue
+        scored.append(i)
         inner = prefix + layout.prefix(i)
         if task.multi:
             out |= multilabel(y[keep], p[keep], task.labels, task.thresholds, inner)
@@ -35,7 +41,7 @@ def scores(layout: Layout, targets: np.ndarray, probs: list[np.ndarray],
     if len(layout.tasks) > 1:
         for key in MEANS:
             out[prefix + key] = float(np.mean([out[prefix + layout.prefix(i) + key]
-                                               for i in range(len(layout.tasks))]))
+                                               for i in scored]))
     return out
 
 
@@ -69,8 +75,9 @@ def tune_thresholds(y: np.ndarray, probs: np.ndarray) -> list[float]:
 
 def write_artifacts(layout: Layout, targets: np.ndarray, probs: list[np.ndarray],
                     out_dir: Path) -> list[Path]:
-    """Confusion matrix and report per single-label task (in a folder per task when there
-    are several); multi-label tasks get their per-label report as JSON."""
+    """Confusion matrix and report per single-label task; multi-label tasks get their
+    per-label report as JSON. With several tasks each task's files go to a folder of its
+    name, and that folder is what is returned (its files share their names)."""
     import json
 
     paths: list[Path] = []
@@ -87,6 +94,8 @@ def write_artifacts(layout: Layout, targets: np.ndarray, probs: list[np.ndarray]
             paths.append(path)
         else:
             paths += metrics.write_artifacts(y[keep], probs[i][keep], task.labels, folder)
+    if len(layout.tasks) > 1:
+        return [out_dir / task.name for task in layout.tasks]
     return paths
 
 

@@ -142,10 +142,11 @@ class Layout:
                 "task_weighting": "learned" if self.learned_weights else "fixed"}
 
     @classmethod
-    def from_meta(cls, meta) -> Layout:
-        """A model folder's layout (a folder without tasks: one task on ``meta.labels``)."""
+    def from_meta(cls, meta, column: str = "label") -> Layout:
+        """A model folder's layout (a folder without tasks: one task on ``meta.labels``,
+        read from ``column``: the folder does not record its label column's name)."""
         if not meta.tasks:
-            return cls([Task(name="label", labels=list(meta.labels))])
+            return cls([Task(name=column, labels=list(meta.labels))])
         return cls([Task(**t) for t in meta.tasks], meta.task_weighting == "learned")
 
     def key(self) -> dict[str, Any]:

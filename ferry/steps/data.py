@@ -71,9 +71,10 @@ def resolve_data(cfg: FerryConfig, run_id: str) -> DataVersion:
 
 def split_key(cfg: FerryConfig, version: DataVersion) -> str:
     """Identity of a validated split: data version, split settings, columns, labels, bounds."""
+    from ferry.config.base import identity_dump
     from ferry.files import content_key
 
-    return content_key(md5=version.md5, data=cfg.data.model_dump(mode="json", exclude={"recipe"}))
+    return content_key(md5=version.md5, data=identity_dump(cfg.data, exclude={"recipe"}))
 
 
 def validate_data(cfg: FerryConfig, version: DataVersion, run_id: str) -> Prepared:

@@ -100,7 +100,9 @@ def evaluate(cfg: FerryConfig, trained: Trained, prepared: Prepared, run_id: str
     metrics[f"{prefix}best_val_{cfg.train.select_on}"] = trained.best_val_accuracy
     run = run_log(cfg, run_id)
     run.metrics(metrics)
-    run.artifacts(artifacts, f"evaluation/{trained.role}")
+    for path in artifacts:  # a folder (one per task) keeps its name: same file names inside
+        run.artifacts([path], f"evaluation/{trained.role}" +
+                      (f"/{path.name}" if path.is_dir() else ""))
     return metrics
 
 

@@ -143,8 +143,10 @@ def shift_between_revisions(cfg: FerryConfig, rev_from: str, rev_to: str) -> dic
 
     from ferry.transfer import shift
 
-    if cfg.data.labels is None:  # only the backbone's features are compared: any head will do
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"labels": ["a", "b"]})})
+    # only the backbone's features are compared: any head will do
+    unset = {t.column: ["a", "b"] for t in cfg.data.task_list() if t.labels is None}
+    if unset:
+        cfg = cfg.model_copy(update={"data": cfg.data.with_task_labels(unset)})
     with tempfile.TemporaryDirectory(prefix="ferry-shift-") as tmp:
         items = [_items_at(cfg, rev, Path(tmp) / str(i))
                  for i, rev in enumerate((rev_from, rev_to))]

@@ -51,7 +51,7 @@ def test_probabilities(cfg: FerryConfig, model_dir: Path, split_dir: Path):
     The targets are encoded with the model's own tasks and label order."""
     mod = modality.of_folder(model_dir)
     model, processor, meta = mod.load(model_dir)
-    layout = Layout.from_meta(meta)
+    layout = Layout.from_meta(meta, cfg.data.label_column)
     device = resolve_device(cfg.train.device)
     model.to(device)
     items, labels = cache.split_labels(split_dir, cfg, ("test",), layout)["test"]

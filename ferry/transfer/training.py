@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ferry.config import FerryConfig
+from ferry.config.base import identity_dump
 from ferry.data.splits import read_split
 from ferry.errors import CheckpointError
 from ferry.evaluation import task_metrics
@@ -85,8 +86,7 @@ def _identity(cfg: FerryConfig, source: PretrainedSource, split_key: str,
     identity = {"role": "scratch" if scratch else "transfer", "data": split_key,
                 "source": source.sha256, "model": cfg.model.model_dump(mode="json"),
                 "strategy": "scratch" if scratch else policy.identity(),
-                "train": cfg.train.model_dump(mode="json",
-                                              exclude=SPEED_KEYS),
+                "train": identity_dump(cfg.train, exclude=SPEED_KEYS),
                 "labels": cfg.data.labels, **long_text.identity(cfg)}
     if _prototype_head(cfg, policy):
         identity["head_init"] = {"descriptions": cfg.strategy.label_descriptions,
@@ -166,7 +166,7 @@ def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource
                      objective=objective.for_run(cfg, targets, model.head))
     else:
         result = _no_training(cfg, policy, model, tokenizer, validate, device, report)
-    return result, model, tokenizer, mod, n_train, _tuned(layout_of(cfg), validate, model)
+    return result, model, tokenizer, mod, n_train, _tuned(layout_of(cfg), validate, net)
 
 
 def monitor(cfg: FerryConfig) -> str:

@@ -59,6 +59,10 @@ def test_multitask_model_answers_every_task_with_per_task_metrics_and_receipts(t
     for key in ("test_label_macro_f1", "test_aspect_recall_strong", "transfer_gain_label",
                 "transfer_gain_aspect", "classical_aspect_test_accuracy"):
         assert key in run.data.metrics, sorted(run.data.metrics)
+    for task in ("label", "aspect"):  # a confusion matrix per task, each in its own folder
+        files = {a.path for a in mc.list_artifacts(result["run_id"],
+                                                    f"evaluation/transfer/{task}")}
+        assert f"evaluation/transfer/{task}/confusion_matrix.png" in files
     model = tracking.Tracker(cfg, root).model("tiny").load("challenger")
     texts = ["the film superb superb", "the plot dull was dull"]
     out = model.predict(texts)

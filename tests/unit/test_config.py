@@ -14,6 +14,8 @@ def test_defaults_match_the_shipped_default_yaml(monkeypatch):
     import yaml  # every key is spelled out, so the file documents the whole config
 
     shipped = yaml.safe_load(Path("configs/default.yaml").read_text(encoding="utf-8"))
+    assert shipped["train"]["select_on"] == "auto"  # resolved on load (accuracy here)
+    shipped["train"]["select_on"] = FerryConfig().train.select_on
     assert shipped == FerryConfig().model_dump(mode="json")
 
 

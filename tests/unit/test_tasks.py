@@ -117,3 +117,27 @@ def test_freezing_and_lora_on_a_multitask_model_train_only_what_they_should(tiny
     assert head <= frozen and not any(".layer.0." in n or "embeddings" in n for n in frozen)
     lora = _trainable("lora", tiny_bert)
     assert head <= lora and lora - head and all("lora_" in n for n in lora - head)
+
+
+def test_a_task_without_labels_in_a_split_is_left_out_of_the_means():
+    from ferry.evaluation import task_metrics
+
+    layout = layout_of(load_config(None, TASKS))
+    targets = np.array([[0, MISSING], [1, MISSING]])  # no speaker label in this split
+    probs = [np.array([[0.9, 0.1], [0.2, 0.8]]), np.full((2, 3), 1 / 3)]
+    out = task_metrics.scores(layout, targets, probs, "val_")
+    assert out["val_party_accuracy"] == 1.0 and "val_speaker_accuracy" not in out
+    assert out["val_accuracy"] == 1.0
+
+
+def test_identities_of_an_unchanged_single_task_config_do_not_see_the_new_keys():
+    """Cached splits, trainings and baselines stay valid: the added keys at their
+    old-behaviour values are not part of what identities hash."""
+    from ferry.config.base import identity_dump
+
+    cfg = load_config(None, [])
+    assert not {"tasks", "label_separator", "label_columns"} & set(identity_dump(cfg.data))
+    assert "stratify" not in identity_dump(cfg.data)["split"]
+    assert not {"class_weights", "select_on", "task_weighting"} & set(identity_dump(cfg.train))
+    weighted = load_config(None, ["train.class_weights=auto"])
+    assert identity_dump(weighted.train)["class_weights"] == "auto"
