@@ -60,8 +60,9 @@ def promote(config: ConfigOpt = None, set_: SetOpt = None, model: ModelOpt = Non
                 f"{cfg.promotion.champion_alias} -> v{result['champion'] or '-'}",
                 "green" if result["promote"] else "yellow")
     output.line(f"reason: {result['reason']}")
+    width = max((len(k) for k in result["scores"]), default=0) + 2  # task/label keys are long
     for key, value in sorted(result["scores"].items()):
-        output.line(f"  {key:32}{value:.4f}")
+        output.line(f"  {key:{width}}{value:.4f}")
     output.line(f"decision run: {result['run_id']}")
 
 
