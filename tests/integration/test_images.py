@@ -166,7 +166,8 @@ KIND = {"sandal": "footwear", "sneaker": "footwear", "ankle-boot": "footwear", "
 
 def test_an_image_model_with_two_heads_answers_both(image_run, tmp_path):
     """Multi-task on images: the class and its kind (footwear / bag / clothing) from one
-    backbone, each with its own metrics; the registered model returns both columns."""
+    backbone (a probe: both heads on the same cached features), each with its own metrics;
+    the registered model returns both columns."""
     root, manifest, _, _ = image_run
     frame = pd.read_csv(manifest)
     frame["kind"] = [KIND.get(label, "clothing") for label in frame["label"]]
@@ -178,7 +179,8 @@ def test_an_image_model_with_two_heads_answers_both(image_run, tmp_path):
         labels = "[" + ", ".join(LABELS) + "]"
         cfg = load_config(None, [*image_overrides(two, **{"tracking.model_name": "fm-two",
                                                           "baseline": "none",
-                                                          "shift.enabled": "false"}),
+                                                          "shift.enabled": "false",
+                                                          "strategy.name": "linear_probe"}),
                                  f"data.tasks=[{{column: label, labels: {labels}}}, "
                                  "{column: kind}]"])
         result = transfer(cfg)

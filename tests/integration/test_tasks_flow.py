@@ -47,7 +47,7 @@ def test_multitask_model_answers_every_task_with_per_task_metrics_and_receipts(t
     data = write_csv(root / "two.csv", _two_task_rows(240), header="text,label,aspect")
     overrides = [o for o in tiny_overrides(bert, data) if not o.startswith("data.labels")]
     cfg, result = _run([*overrides, "data.tasks=[{column: label}, {column: aspect}]",
-                        "train.epochs=4"])
+                        "train.epochs=4", "shift.enabled=false"])
     assert result["model"]["version"] == "1"
     metrics = result["metrics"]
     assert metrics["test_label_accuracy"] >= 0.8 and metrics["test_aspect_accuracy"] >= 0.7
@@ -92,7 +92,7 @@ def test_multilabel_model_stores_thresholds_and_returns_label_lists(tiny):
     data = write_csv(root / "tags.csv", _multilabel_rows(240))
     overrides = [o for o in tiny_overrides(bert, data) if not o.startswith("data.labels")]
     cfg, result = _run([*overrides, "data.label_separator='|'", "train.epochs=8",
-                        "tracking.model_name=tags"])
+                        "tracking.model_name=tags", "baseline=none", "shift.enabled=false"])
     metrics = result["metrics"]
     assert cfg.train.select_on == "macro_f1"
     assert metrics["test_macro_f1"] >= 0.75 and metrics["test_micro_f1"] >= 0.8, metrics
