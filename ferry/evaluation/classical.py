@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ferry.models.tasks import MISSING, Layout
+from ferry.models.tasks import MISSING, Layout, labelled
 
 # Downsampled side of an image for the pixel baseline: 16 x 16 x 3 = 768 features.
 IMAGE_SIZE = 16
@@ -132,7 +132,7 @@ def _tuned(name: str, features: dict[tuple[str, Any], dict[str, Any]], grid_c: t
     from threadpoolctl import threadpool_limits
 
     train_y, val_y, test_y = (np.asarray(y[k]) for k in ("train", "validation", "test"))
-    fit, val, test = (_labelled(v, multi) for v in (train_y, val_y, test_y))
+    fit, val, test = (labelled(v, multi) for v in (train_y, val_y, test_y))
     best, scored = -1.0, []
     with threadpool_limits(limits=1):  # (many-threaded BLAS on small matrices: 30x slower)
         for (key, value), x in features.items():
@@ -147,10 +147,6 @@ def _tuned(name: str, features: dict[tuple[str, Any], dict[str, Any]], grid_c: t
     done = _point(test_y[test], np.asarray(pred)[test], True)
     return ClassicalResult(name, chosen, kept, done["val_accuracy"], done["val_macro_f1"],
                            np.asarray(pred), time.perf_counter() - began, scored)
-
-
-def _labelled(y: np.ndarray, multi: bool) -> np.ndarray:
-    return (y != MISSING).all(1) if multi else y != MISSING
 
 
 def _model(c: float, seed: int, solver: str, multi: bool):

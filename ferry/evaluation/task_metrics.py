@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from ferry.evaluation import metrics
-from ferry.models.tasks import MISSING, Layout
+from ferry.models.tasks import MISSING, Layout, labelled
 
 MEANS = ("accuracy", "macro_f1", "loss")
 
@@ -29,7 +29,7 @@ def scores(layout: Layout, targets: np.ndarray, probs: list[np.ndarray],
     scored = []
     for i, task in enumerate(layout.tasks):
         y, p = layout.task_targets(targets, i), probs[i]
-        keep = (y != MISSING).all(1) if task.multi else y != MISSING
+        keep = labelled(y, task.multi)
         if not keep.any() and len(layout.tasks) > 1:
             continue
         scored.append(i)
@@ -84,7 +84,7 @@ def write_artifacts(layout: Layout, targets: np.ndarray, probs: list[np.ndarray]
     for i, task in enumerate(layout.tasks):
         folder = out_dir if len(layout.tasks) == 1 else out_dir / task.name
         y = layout.task_targets(targets, i)
-        keep = (y != MISSING).all(1) if task.multi else y != MISSING
+        keep = labelled(y, task.multi)
         if task.multi:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / "multilabel_report.json"

@@ -155,6 +155,12 @@ class Layout:
                                                   for t in self.tasks]}
 
 
+def labelled(y: np.ndarray, multi: bool) -> np.ndarray:
+    """Rows of one task's targets that carry a label for it (a multi-label row: all its
+    columns set; any negative value is no label)."""
+    return (y >= 0).all(1) if multi else y >= 0
+
+
 def layout_of(cfg) -> Layout:
     """The task layout a run trains (a ``FerryConfig`` whose labels are resolved)."""
     return Layout.of(cfg.data, cfg.train.task_weighting == "learned")

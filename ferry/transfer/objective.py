@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferry.models.tasks import MISSING, Layout, layout_of
+from ferry.models.tasks import MISSING, Layout, labelled, layout_of
 
 LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -45,7 +45,7 @@ def class_weights(layout: Layout, targets: np.ndarray) -> list[torch.Tensor]:
     for i, task in enumerate(layout.tasks):
         y = layout.task_targets(targets, i)
         if task.multi:
-            seen = y[(y >= 0).all(1)]
+            seen = y[labelled(y, True)]
             pos = seen.sum(0).astype(float)
             out.append(torch.tensor((len(seen) - pos) / np.maximum(pos, 1), dtype=torch.float32))
             continue

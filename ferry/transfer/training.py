@@ -21,7 +21,7 @@ from ferry.data.splits import read_split
 from ferry.errors import CheckpointError
 from ferry.evaluation import task_metrics
 from ferry.models.sources import PretrainedSource
-from ferry.models.tasks import Layout, layout_of
+from ferry.models.tasks import Layout, labelled, layout_of
 from ferry.transfer import (
     cache,
     distributed,
@@ -184,7 +184,7 @@ def _tuned(layout: Layout, validate, model) -> Layout:
     for i, task in enumerate(layout.tasks):
         if task.multi:
             y = layout.task_targets(targets, i)
-            keep = (y >= 0).all(1)
+            keep = labelled(y, True)
             task.thresholds = task_metrics.tune_thresholds(y[keep], probs[i][keep])
     return layout
 
