@@ -171,12 +171,13 @@ def collect_members(cfg: FerryConfig, parent_id: str,
 
 def register_best(cfg: FerryConfig, results: list[StrategyResult], best: str,
                   version: DataVersion, source: PretrainedSource,
-                  rows: dict[str, int] | None = None) -> steps.Registered:
+                  rows: dict[str, int] | None = None,
+                  split_dir: str | None = None) -> steps.Registered:
     """Register the winner (chosen on validation) from its own child run."""
     winner = next(r for r in results if r.strategy == best)
     child = cfg.with_strategy(best)
     return steps.register(child, winner.trained, winner.run_id, version, source,
-                          winner.metrics, rows)
+                          winner.metrics, rows, split_dir)
 
 
 def curve_grid(cfg: FerryConfig) -> list[tuple[int | str, int, str]]:

@@ -32,7 +32,7 @@ def sweep(cfg: FerryConfig) -> dict:
             results = [future.result() for future in futures]
         summary = compare(cfg, parent, results)
         registered = register_best(cfg, results, summary["best"], version, source,
-                                   prepared.rows)
+                                   prepared.rows, prepared.split_dir)
     return {"run_id": parent, **summary, "model": registered.model_dump()}
 
 

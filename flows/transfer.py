@@ -35,6 +35,7 @@ def transfer(cfg: FerryConfig) -> dict:
             scratch = fine_tune(cfg, source, prepared, None, run_id, role="scratch")
             metrics |= evaluate(cfg, scratch, prepared, run_id)
             metrics |= transfer_gain(cfg, run_id, trained, scratch)
-        registered = register(cfg, trained, run_id, version, source, metrics, prepared.rows)
+        registered = register(cfg, trained, run_id, version, source, metrics, prepared.rows,
+                              prepared.split_dir)
     return {"run_id": run_id, "metrics": metrics, "model": registered.model_dump(),
             "data_md5": version.md5, "pretrained_sha256": source.sha256}

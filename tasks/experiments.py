@@ -67,9 +67,10 @@ def compare(cfg: FerryConfig, parent_id: str,
 @task(name="register_best")
 def register_best(cfg: FerryConfig, results: list[experiments.StrategyResult], best: str,
                   version: DataVersion, source: PretrainedSource,
-                  rows: dict[str, int] | None = None) -> steps.Registered:
+                  rows: dict[str, int] | None = None,
+                  split_dir: str | None = None) -> steps.Registered:
     """Register the winning strategy's model with the configured alias."""
-    return experiments.register_best(cfg, results, best, version, source, rows)
+    return experiments.register_best(cfg, results, best, version, source, rows, split_dir)
 
 
 @task(name="curve_point", task_run_name="curve-k{k}-seed{seed}-{arm}")

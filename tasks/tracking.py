@@ -29,7 +29,8 @@ def transfer_gain(cfg: FerryConfig, run_id: str, trained: steps.Trained,
 
 @task(name="register")
 def register(cfg: FerryConfig, trained: steps.Trained, run_id: str, version: DataVersion,
-             source: PretrainedSource, metrics: dict,
-             rows: dict[str, int] | None = None) -> steps.Registered:
-    """Log the model and its card, register a version, move the alias (all or nothing)."""
-    return steps.register(cfg, trained, run_id, version, source, metrics, rows)
+             source: PretrainedSource, metrics: dict, rows: dict[str, int] | None = None,
+             split_dir: str | None = None) -> steps.Registered:
+    """Log the model, its card and drift reference, register a version, move the alias (all
+    or nothing)."""
+    return steps.register(cfg, trained, run_id, version, source, metrics, rows, split_dir)

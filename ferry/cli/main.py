@@ -15,6 +15,9 @@ import typer
 from ferry.cli import init, output, training  # noqa: F401
 
 # isort: split
+from ferry.cli import scoring, serve  # noqa: F401
+
+# isort: split
 from ferry.cli import data, ops  # noqa: F401
 from ferry.cli.app import app
 from ferry.errors import FerryError

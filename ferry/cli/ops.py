@@ -15,17 +15,19 @@ StackHome = Annotated[Path, typer.Option(help="Where the services keep their dat
 
 @stack_app.command("up")
 def stack_up(home: StackHome = Path(".ferry/stack"), postgres_port: int = 55432,
-             mlflow_port: int = 5000, prefect_port: int = 4200) -> None:
-    """Start Postgres, `mlflow server`, `prefect server start` (with its UI) and a worker on
-    127.0.0.1."""
+             mlflow_port: int = 5000, prefect_port: int = 4200, serve_port: int = 5080) -> None:
+    """Start Postgres, `mlflow server`, `prefect server start` (with its UI), a worker and
+    `ferry serve` (following @champion) on 127.0.0.1."""
     from ferry import stack
 
-    s = stack.up(home, stack.Ports(postgres_port, mlflow_port, prefect_port))
+    s = stack.up(home, stack.Ports(postgres_port, mlflow_port, prefect_port, serve_port))
     output.line(f"stack up ({', '.join(f'{k} pid {v}' for k, v in s.pids.items())})", "green")
     for key, value in s.client_env().items():
         output.line(f"export {key}={value}")
     output.line(f"MLflow UI: {s.mlflow_uri} (user admin, MLFLOW_TRACKING_PASSWORD); Prefect UI: "
                 f"http://127.0.0.1:{s.ports.prefect} (password: PREFECT_API_AUTH_STRING)")
+    output.line(f"serving @champion: POST {s.serve_url}/invocations (GET /health, /version; "
+                "503 until a version is champion)")
     output.line("then: FERRY_PROJECT_DIR=$PWD prefect deploy --all   (stop: ferry stack down)")
 
 

@@ -28,13 +28,14 @@ from ferry.config.sections import (
     TrackingConfig,
     TrainConfig,
 )
+from ferry.config.serving import MonitorConfig, ServeConfig
 from ferry.config.strategy import DEFAULT_DESCRIPTIONS, StrategyConfig, StrategyName
 
 __all__ = [
-    "DEFAULT_CONFIG", "DEFAULT_DESCRIPTIONS", "AdaptationConfig", "AugmentConfig",
-    "CurveConfig", "DataConfig", "DistributedConfig", "FerryConfig", "ImageConfig",
-    "ModelConfig", "PathsConfig", "PromotionConfig", "ReceiptConfig", "SelfTrainingConfig",
-    "ShiftConfig", "SplitConfig", "StrategyConfig", "StrategyName", "SweepConfig",
-    "TrackingConfig", "TrainConfig", "format_validation_error", "load_config",
-    "parse_override", "redact",
+    "DEFAULT_CONFIG", "DEFAULT_DESCRIPTIONS", "AdaptationConfig", "AugmentConfig", "CurveConfig",
+    "DataConfig", "DistributedConfig", "FerryConfig", "ImageConfig", "ModelConfig",
+    "MonitorConfig", "PathsConfig", "PromotionConfig", "ReceiptConfig", "SelfTrainingConfig",
+    "ServeConfig", "ShiftConfig", "SplitConfig", "StrategyConfig", "StrategyName", "SweepConfig",
+    "TrackingConfig", "TrainConfig", "format_validation_error", "load_config", "parse_override",
+    "redact",
 ]

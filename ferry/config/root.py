@@ -29,6 +29,7 @@ from ferry.config.sections import (
     TrackingConfig,
     TrainConfig,
 )
+from ferry.config.serving import MonitorConfig, ServeConfig
 from ferry.config.strategy import StrategyConfig
 
 # Strategies that need a text backbone (they embed label descriptions).
@@ -52,6 +53,8 @@ class FerryConfig(Strict):
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
 
     @model_validator(mode="after")

@@ -57,6 +57,45 @@ def check(frame: pd.DataFrame, cfg: DataConfig, report_dir: Path) -> Checked:
     return Checked(parts, found[cfg.label_column], repairs, report, found, notes)
 
 
+@dataclass
+class CheckedBatch:
+    """A batch to score after the scoring suite and the repair policy: the rows to score
+    (``_row`` numbers as in the input), the repairs made, and the report."""
+
+    frame: pd.DataFrame
+    repairs: list[Repair]
+    report: Path
+
+
+def check_batch(frame: pd.DataFrame, cfg: DataConfig, source: Path,
+                report_dir: Path) -> CheckedBatch:
+    """A batch to score through the label-free rules of training (``validation.check_batch``)
+    and the same repair policy (``data.repair.missing``/``long``, ``data.strict``); the report
+    is written either way; what cannot be repaired raises, naming its rows."""
+    findings = validation.check_batch(frame, cfg)
+    kept, repairs = frame, []
+    if _passed(findings):
+        flagged: dict[str, set[int]] = {}
+        for f in findings:
+            if f.rule and not f.success:
+                flagged.setdefault(f.rule, set()).update(int(r) for r in f.rows)
+        actions = {"missing_text": cfg.policy("missing"), "missing_path": cfg.policy("missing"),
+                   "long": cfg.policy("long"),
+                   "unreadable": "fail" if cfg.strict else "drop"}
+        column = cfg.text_column if cfg.modality == "text" else cfg.path_column
+        kept, repairs = repair.apply_batch(frame, flagged, actions, column)
+        _mark(findings, repairs)
+    report = validation.write_report(findings, source, report_dir, repairs,
+                                     ["a batch to score: label-free rules, repeats kept"])
+    validation.raise_on_failure(findings, source, report,
+                                ["\n      ".join([r.line(), *r.examples[:3]])
+                                 for r in repairs if r.action == "failed"])
+    if kept.empty:
+        raise DataError(f"{source}: no rows left to score after repairs ("
+                        + "; ".join(r.line() for r in repairs) + f"); see {report}")
+    return CheckedBatch(kept, repairs, report)
+
+
 def _has(frame: pd.DataFrame, cfg: DataConfig) -> bool:
     return {cfg.text_column, *(t.column for t in cfg.task_list())} <= set(frame.columns)
 

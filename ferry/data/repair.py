@@ -30,6 +30,11 @@ RULES = {
     "leakage": "a validation/test text that is also a training text",
     "long": "a text longer than data.max_text_chars (kept: the tokenizer cuts it)",
 }
+# Rules of a batch to score only (``apply_batch``): no labels there. Their actions come from
+# data.repair.missing (``missing_*``) and data.strict (``unreadable``: fail, else drop).
+BATCH_RULES = {"missing_text": "an empty or missing text",
+               "missing_path": "an empty image path",
+               "unreadable": "an image file that is missing or does not decode"}
 ROWS_SHOWN = 20
 
 
@@ -49,7 +54,8 @@ class Repair:
     def line(self) -> str:
         """The one console line for this rule (the report lists every row)."""
         verb = {"dropped": "dropped", "kept": "kept", "failed": "found"}[self.action]
-        return f"{verb} {self.count} row(s) with {RULES[self.rule]}: {row_list(self.rows)}"
+        what = RULES.get(self.rule) or BATCH_RULES[self.rule]
+        return f"{verb} {self.count} row(s) with {what}: {row_list(self.rows)}"
 
 
 def row_list(rows: list[int]) -> str:
@@ -105,7 +111,7 @@ def apply(frame: pd.DataFrame, flagged: dict[str, set[int]], actions: dict[str, 
     """
     repairs, keep = [], pd.Series(True, index=frame.index)
     rows = frame[ROW].astype(int)
-    for rule in RULES:
+    for rule in actions:  # in the order of RULES (then BATCH_RULES)
         hit = rows.isin(flagged.get(rule, set())) & keep
         if rule == "duplicates":
             hit &= frame.duplicated(subset=group, keep="first")
@@ -117,6 +123,16 @@ def apply(frame: pd.DataFrame, flagged: dict[str, set[int]], actions: dict[str, 
         if action != "kept":  # a failed rule's rows are not counted again by later rules
             keep &= ~hit
     return frame[keep], repairs
+
+
+def apply_batch(frame: pd.DataFrame, flagged: dict[str, set[int]], actions: dict[str, str],
+                column: str) -> tuple[pd.DataFrame, list[Repair]]:
+    """The policy on a batch to score (``actions``: its rules only, e.g. ``missing_text``,
+    ``long``, ``unreadable``): the same ``Repair`` records as training, so the console, the
+    report and the scoring run say the same thing. Repeated rows are all scored."""
+    keyed = frame.assign(**{KEY: frame[column].map(normalise)})
+    kept, repairs = apply(keyed, flagged, actions, [KEY], column)
+    return kept.drop(columns=[KEY]), repairs
 
 
 def _examples(hit: pd.DataFrame, kept: pd.DataFrame, rule: str, text: str) -> list[str]:

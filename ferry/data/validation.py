@@ -4,9 +4,9 @@ Three suites, run on the raw table and on the splits: the shape of text classifi
 (columns, no null/blank text, length bounds, labels in the configured set, at least two
 classes) or of image data (every file exists and decodes, mode and size within bounds, labels
 in the set), class counts (every configured label has a minimum number of rows), and leakage (no
-text of train/validation appears in test). A failure raises DataValidationError listing each
-failed expectation with example rows; the HTML + JSON report is written either way so that the
-flow can log it to MLflow.
+text of train/validation appears in test); a batch to score gets the label-free rules only. A
+failure raises DataValidationError listing each failed expectation with example rows; the
+HTML + JSON report is written either way so that the flow can log it to MLflow.
 """
 
 from __future__ import annotations
@@ -86,6 +86,24 @@ def _text_suite(cfg: DataConfig) -> list[Any]:
     suite += [gxe.ExpectColumnValuesToBeInSet(column=t.column, value_set=list(t.labels))
               for t in tasks if t.labels is not None and not cells.multi(t)]
     return suite
+
+
+def _scoring_suite(cfg: DataConfig) -> list[Any]:
+    """A batch to score: training's rules that need no label (``missing_text``, ``long``;
+    images: ``unreadable`` files). No duplicates rule: every input row gets its answer."""
+    import great_expectations.expectations as gxe
+
+    if cfg.modality == "image":
+        return [_rule(gxe.ExpectColumnValuesToNotBeNull(column=cfg.path_column),
+                      "missing_path"),
+                _rule(gxe.ExpectColumnValuesToBeInSet(column="problem", value_set=[""]),
+                      "unreadable")]
+    text = cfg.text_column
+    return [gxe.ExpectColumnToExist(column=text),
+            _rule(gxe.ExpectColumnValuesToNotBeNull(column=text), "missing_text"),
+            _rule(gxe.ExpectColumnValuesToMatchRegex(column=text, regex=r"\S"), "missing_text"),
+            _rule(gxe.ExpectColumnValueLengthsToBeBetween(column=text,
+                                                          max_value=cfg.max_text_chars), "long")]
 
 
 def _label_set_suite(tasks: list[TaskConfig]) -> list[Any]:
@@ -202,6 +220,13 @@ def check_table(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
             f.hint = (f"fix these rows, or list the label(s) in {_labels_key(cfg, at)}"
                       + (f" (each label of a {tasks[at].separator!r}-separated cell must be "
                          "listed)" if cells.multi(tasks[at]) else ""))
+    return findings
+
+
+def check_batch(frame: pd.DataFrame, cfg: DataConfig) -> list[Finding]:
+    """The scoring suite on a batch (images: with ``images.inspect``'s ``problem`` column)."""
+    name = "image-scoring" if cfg.modality == "image" else "text-scoring"
+    findings, _ = _run_suite(name, _scoring_suite(cfg), frame, ROW)
     return findings
 
 

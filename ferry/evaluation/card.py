@@ -104,7 +104,7 @@ def _what(cfg: FerryConfig, layout: Layout) -> str:
 
 def _test_metrics(m: dict[str, float], facts: CardFacts, layout: Layout) -> str:
     """Headline figures; per task (several) their own and their receipts; per class; the
-    decision thresholds of multi-label tasks."""
+    calibration of single-label tasks; the decision thresholds of multi-label tasks."""
     several = len(layout.tasks) > 1
     out = (f"Accuracy **{_f(m.get('test_accuracy'))}**, macro-F1 "
            f"**{_f(m.get('test_macro_f1'))}** on {facts.rows.get('test', 0):,} held-out "
@@ -121,6 +121,7 @@ def _test_metrics(m: dict[str, float], facts: CardFacts, layout: Layout) -> str:
     out += _table(["class", "precision", "recall", "F1"], rows[:_MAX_CLASS_ROWS])
     if len(rows) > _MAX_CLASS_ROWS:
         out += f"\n\n…and {len(rows) - _MAX_CLASS_ROWS} more classes in the run's metrics."
+    out += _calibration(m, layout)
     multi = [t for t in layout.tasks if t.multi]
     if multi:
         out += ("\n\nMulti-label decision thresholds (a label is predicted at or above its "
@@ -132,6 +133,27 @@ def _test_metrics(m: dict[str, float], facts: CardFacts, layout: Layout) -> str:
 
 
 _MAX_CLASS_ROWS = 30  # (the card must stay under the registry's description limit)
+
+
+def _calibration(m: dict[str, float], layout: Layout) -> str:
+    """Test ECE before -> after temperature scaling, and the temperature, per single-label
+    task: how far its confidences can be read as probabilities (nothing for a version
+    evaluated before calibration existed)."""
+    lines = []
+    for i, t in enumerate(layout.tasks):
+        inner = layout.prefix(i)
+        raw, cal = m.get(f"test_{inner}ece_raw"), m.get(f"test_{inner}ece")
+        if t.multi or raw is None or cal is None:
+            continue
+        temp = m.get(f"{inner}temperature", t.temperature)
+        lines.append(("" if layout.classic else f"- `{t.name}`: ") +
+                     f"{raw:.4f} -> **{cal:.4f}** (T = {temp:.3f})")
+    if not lines:
+        return ""
+    head = ("\n\nConfidences are temperature-scaled (softmax of logits / T, T fitted on the "
+            "validation split; answers and accuracy unchanged). Test top-label expected "
+            "calibration error (ECE), raw softmax -> calibrated")
+    return head + (": " + lines[0] + "." if layout.classic else ":\n\n" + "\n".join(lines))
 
 
 def _task_row(m: dict[str, float], task: str) -> list[str]:

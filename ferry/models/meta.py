@@ -32,6 +32,9 @@ class ModelMeta(BaseModel):
     # kind and tuned thresholds; None: one single-label task on ``labels``.
     tasks: list[dict[str, Any]] | None = None
     task_weighting: Literal["fixed", "learned"] = "fixed"  # learned: the head holds log-variances
+    # The classic layout's softmax temperature, fitted on validation by evaluation (several
+    # tasks: each task's own, in ``tasks``); 1.0, the raw softmax, for an older folder.
+    temperature: float = 1.0
     # text
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = 128

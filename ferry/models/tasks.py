@@ -23,8 +23,10 @@ MISSING = -1
 
 
 class Task(BaseModel):
-    """One predicted column: its labels, multi-label or not, its loss weight and (multi-label)
-    the per-label decision thresholds tuned on validation."""
+    """One predicted column: its labels, multi-label or not, its loss weight, (multi-label)
+    the per-label decision thresholds tuned on validation and (single-label) the softmax
+    temperature fitted on validation (``ferry.evaluation.calibration``): 1.0 is the raw
+    softmax, as every model exported before calibration existed reads."""
 
     name: str
     labels: list[str]
@@ -32,6 +34,7 @@ class Task(BaseModel):
     separator: str | None = None
     weight: float = 1.0
     thresholds: list[float] | None = None
+    temperature: float = 1.0
 
     def cells(self, values: list[Any]) -> list[list[str] | None]:
         """Each cell as its list of labels (None when empty)."""
@@ -111,14 +114,23 @@ class Layout:
         out = np.concatenate(cols, axis=1) if cols else np.zeros((len(frame), 0), np.int64)
         return out[:, 0] if self.classic else out
 
-    def probabilities(self, logits) -> list[np.ndarray]:
-        """Per task: softmax rows (single-label) or per-label sigmoids (multi-label)."""
+    def probabilities(self, logits, calibrated: bool = True) -> list[np.ndarray]:
+        """Per task: softmax rows (single-label) or per-label sigmoids (multi-label).
+
+        A single-label task's logits are divided by its temperature first, so every predict
+        path reports calibrated confidences; the argmax, hence every answer and accuracy, is
+        the same either way. ``calibrated=False``: the raw softmax (the "before" of the
+        calibration figures)."""
         import torch
 
         out = []
         for i, task in enumerate(self.tasks):
-            part = logits[:, self.logits_of(i)].float()
-            out.append((torch.sigmoid(part) if task.multi else torch.softmax(part, 1)).numpy())
+            part = torch.as_tensor(logits[:, self.logits_of(i)]).float()
+            if task.multi:
+                out.append(torch.sigmoid(part).numpy())
+            else:
+                scale = task.temperature if calibrated else 1.0
+                out.append(torch.softmax(part / scale, 1).numpy())
         return out
 
     def task_targets(self, targets: np.ndarray, i: int) -> np.ndarray:
@@ -137,16 +149,19 @@ class Layout:
         return [[task.labels[k] for k in np.flatnonzero(row >= cut)] for row in probs]
 
     def to_meta(self) -> dict[str, Any]:
-        """What the exported model folder records (``ModelMeta.tasks``)."""
+        """What the exported model folder records (``ModelMeta.tasks``; the classic layout
+        records no tasks, so its one temperature is the top-level ``temperature``)."""
         return {"tasks": None if self.classic else [t.model_dump() for t in self.tasks],
-                "task_weighting": "learned" if self.learned_weights else "fixed"}
+                "task_weighting": "learned" if self.learned_weights else "fixed",
+                "temperature": self.tasks[0].temperature if self.classic else 1.0}
 
     @classmethod
     def from_meta(cls, meta, column: str = "label") -> Layout:
         """A model folder's layout (a folder without tasks: one task on ``meta.labels``,
         read from ``column``: the folder does not record its label column's name)."""
         if not meta.tasks:
-            return cls([Task(name=column, labels=list(meta.labels))])
+            return cls([Task(name=column, labels=list(meta.labels),
+                             temperature=getattr(meta, "temperature", 1.0))])
         return cls([Task(**t) for t in meta.tasks], meta.task_weighting == "learned")
 
     def key(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -45,13 +46,25 @@ def wait_until(check: Callable[[], bool], what: str, log: Path, timeout: float =
     raise StackError(f"{what} did not come up within {timeout:.0f} s; log {log}:\n{tail}")
 
 
-def spawn(stack: Stack, name: str, cmd: list[str], env: dict[str, str]) -> None:
-    """Start a service in its own session (process group), logging to its folder; its pid
-    is recorded at once."""
+def http_answers(url: str) -> bool:
+    """The server answers at all (any status: a 503 "no model yet" is an answer too)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def spawn(stack: Stack, name: str, cmd: list[str], env: dict[str, str],
+          cwd: Path | None = None) -> None:
+    """Start a service in its own session (process group), logging to its folder (and
+    running there unless ``cwd``); its pid is recorded at once."""
     folder = Path(stack.home) / name
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "log.txt").open("ab")
-    proc = subprocess.Popen(cmd, cwd=folder, env={**os.environ, **env}, stdout=log,
+    proc = subprocess.Popen(cmd, cwd=cwd or folder, env={**os.environ, **env}, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     stack.pids[name] = proc.pid
     save(stack)

@@ -1,5 +1,6 @@
 """The stack's services, started in dependency order (Postgres, MLflow, the Prefect server,
-a worker) and stopped in reverse, each by the process id recorded in ``stack.json``.
+a worker, ``ferry serve``) and stopped in reverse, each by the process id recorded in
+``stack.json``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ferry.stack.postgres import start_postgres, stop_postgres
-from ferry.stack.processes import alive, http_ok, kill_group, spawn, wait_until
+from ferry.stack.processes import alive, http_answers, http_ok, kill_group, spawn, wait_until
 from ferry.stack.state import POOL, STATE, Ports, Stack, StackError, credentials, load, save
 
 
@@ -18,8 +19,8 @@ def venv_script(name: str) -> str:
 
 
 def up(home: Path, ports: Ports | None = None, worker_cwd: Path | None = None) -> Stack:
-    """Start Postgres, MLflow, the Prefect server and a process worker; wait for each.
-    Whatever started is stopped again if a later service fails."""
+    """Start Postgres, MLflow, the Prefect server, a process worker and ``ferry serve``;
+    wait for each. Whatever started is stopped again if a later service fails."""
     home = home.resolve()
     if (running := load(home)) and any(alive(p) for p in running.pids.values()):
         raise StackError(f"a stack is already running from {home} ({STATE}); "
@@ -36,6 +37,7 @@ def up(home: Path, ports: Ports | None = None, worker_cwd: Path | None = None) -
                                                                   "postgresql+asyncpg"),
             "PREFECT_SERVER_API_AUTH_STRING": credentials(home)["prefect_auth"]})
         _worker(stack, worker_cwd or Path.cwd())
+        _serve(stack, worker_cwd or Path.cwd())
     except BaseException:
         down(home)
         raise
@@ -48,7 +50,7 @@ def down(home: Path, timeout: float = 10) -> list[str]:
     if stack is None:
         return []
     stopped = []
-    for name in ("worker", "prefect", "mlflow"):
+    for name in ("serve", "worker", "prefect", "mlflow"):
         pid = stack.pids.get(name)
         if pid and alive(pid):
             kill_group(pid, timeout)
@@ -128,3 +130,19 @@ def _worker(stack: Stack, cwd: Path) -> None:
 def _worker_ready(stack: Stack) -> bool:
     log = Path(stack.home) / "worker" / "log.txt"
     return log.is_file() and "started!" in log.read_text(errors="replace")
+
+
+def _serve(stack: Stack, project: Path) -> None:
+    """``ferry serve --wait`` in the project (its config names the model): it follows
+    ``@champion`` in the stack's MLflow and answers 503 until there is one, so the stack
+    can come up before the first promotion."""
+    project = project.resolve()
+    config = project / "configs" / "default.yaml"
+    cmd = [venv_script("ferry"), "serve", "--wait", "--host", "127.0.0.1", "--port",
+           str(stack.ports.serve), *(["-c", str(config)] if config.is_file() else [])]
+    creds = stack.client_env()
+    env = {k: creds[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
+                                 "MLFLOW_TRACKING_PASSWORD")}
+    spawn(stack, "serve", cmd, env, cwd=project)
+    wait_until(lambda: http_answers(f"{stack.serve_url}/health"), "ferry serve",
+               Path(stack.home) / "serve" / "log.txt")

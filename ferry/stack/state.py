@@ -30,6 +30,7 @@ class Ports:
     postgres: int = 55432
     mlflow: int = 5000
     prefect: int = 4200
+    serve: int = 5080  # `ferry serve`: the champion over HTTP (serve.port's default)
 
 
 @dataclass
@@ -49,6 +50,11 @@ class Stack:
     def prefect_url(self) -> str:
         """The Prefect server's root: its UI (the API lives under ``/api``)."""
         return f"http://127.0.0.1:{self.ports.prefect}"
+
+    @property
+    def serve_url(self) -> str:
+        """``ferry serve``: POST ``/invocations``, GET ``/health`` and ``/version``."""
+        return f"http://127.0.0.1:{self.ports.serve}"
 
     @property
     def prefect_api(self) -> str:

@@ -20,9 +20,13 @@ class Registered(BaseModel):
 
 
 def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersion,
-             source: PretrainedSource, metrics: dict, rows: dict[str, int] | None = None
-             ) -> Registered:
-    """Log the model and its card, register it (card as description), move the alias."""
+             source: PretrainedSource, metrics: dict, rows: dict[str, int] | None = None,
+             split_dir: str | None = None) -> Registered:
+    """Log the model and its card, register it (card as description), move the alias.
+
+    With ``split_dir`` (the validated splits it was trained on), the drift reference batch
+    scoring tests against is written into the model folder first, so that it travels with
+    the registered version (``ferry.serving.drift``)."""
     from ferry.evaluation.card import CardFacts, model_description, render
     from ferry.files import write_atomic
     from ferry.tracking import Tracker
@@ -41,6 +45,10 @@ def register(cfg: FerryConfig, trained: Trained, run_id: str, version: DataVersi
         git_dirty=version.git_dirty, source=source.label, source_path=source.path,
         source_sha256=source.sha256, rows=rows or {}, metrics=metrics,
         model_dir=trained.model_dir))
+    if split_dir:
+        from ferry.serving.drift import write_reference
+
+        write_reference(cfg, Path(trained.model_dir), Path(split_dir))
     path = write_atomic(Path(trained.model_dir).parent / "model_card.md",
                         lambda tmp: tmp.write_text(card, encoding="utf-8"))
     tracker = Tracker(cfg, root())

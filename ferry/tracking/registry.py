@@ -118,10 +118,41 @@ class Registry:
         return {str(v.version): v.tags[key]
                 for v in self.mc.search_model_versions(f"name='{self.name}'") if key in v.tags}
 
+    def version_of(self, ref: str) -> tuple[str, str]:
+        """``(version, run id)`` of a version number or an alias; a clear error naming the
+        model when there is no such version or alias."""
+        from ferry.errors import FerryError
+
+        try:
+            mv = self.mc.get_model_version(self.name, ref) if ref.isdigit() else \
+                self.mc.get_model_version_by_alias(self.name, ref)
+        except mlflow.exceptions.MlflowException:
+            what = f"version {ref}" if ref.isdigit() else f"alias @{ref}"
+            raise FerryError(f"registered model {self.name!r} has no {what} in "
+                             f"{mlflow.get_tracking_uri()}; see `mlflow ui` or register one "
+                             "with `ferry run` (then `ferry promote` for @champion)") from None
+        return str(mv.version), str(mv.run_id)
+
+    def pyfunc(self, version: str) -> Any:
+        """The pyfunc model of one version (a fixed version: an alias can move meanwhile)."""
+        return mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
+
     def load(self, alias_or_version: str) -> Any:
         """The pyfunc model of ``name@alias`` or ``name/version`` (tests, the CLI)."""
         sep = "/" if alias_or_version.isdigit() else "@"
         return mlflow.pyfunc.load_model(f"models:/{self.name}{sep}{alias_or_version}")
+
+
+def parse_ref(ref: str, default_name: str, default_alias: str) -> tuple[str, str]:
+    """``NAME@ALIAS``, ``NAME/VERSION``, ``@ALIAS`` or ``VERSION`` -> (name, alias or version
+    number), the missing part from the config."""
+    if "@" in ref:
+        name, _, alias = ref.rpartition("@")
+        return name or default_name, alias or default_alias
+    if "/" in ref:
+        name, _, version = ref.rpartition("/")
+        return name or default_name, version
+    return (default_name, ref) if ref.isdigit() else (ref, default_alias)
 
 
 def requirements(image: bool = False) -> list[str]:

@@ -30,7 +30,8 @@ def run(fn: Callable[[dict], torch.Tensor], batches: Iterable[dict], n: int,
 def predict_folder(model_dir, texts: list[str], batch_size: int,
                    device: torch.device) -> torch.Tensor:
     """Class probabilities of an exported model folder for raw texts or image paths
-    (self-training, CLI)."""
+    (self-training, CLI), calibrated by the temperature the folder records."""
+    from ferry.models.tasks import Layout
     from ferry.transfer.modality import of_folder
 
     mod = of_folder(model_dir)
@@ -38,4 +39,4 @@ def predict_folder(model_dir, texts: list[str], batch_size: int,
     model.to(device)
     data = mod.encode(processor, meta, texts, [0] * len(texts))
     logits = run(model, mod.batches(data, batch_size, None, device), len(data), device)
-    return torch.softmax(logits.float(), 1)
+    return torch.from_numpy(Layout.from_meta(meta).probabilities(logits)[0])

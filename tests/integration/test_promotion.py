@@ -20,6 +20,7 @@ import torch
 from ferry import steps, tracking
 from ferry.config import load_config
 from ferry.errors import PromotionError
+from ferry.models.meta import read as read_meta
 from ferry.transfer import cache
 from ferry.transfer.inference import predict_folder
 from tests.conftest import review_rows, seed_store, tiny_overrides, write_csv
@@ -70,7 +71,8 @@ def models(trained):
     texts, labels = _holdout(cfg, root)
     probs = predict_folder(good, texts, 64, torch.device("cpu")).numpy()
     margin = np.log(probs[:, fresh]) - np.log(probs[:, 1 - fresh])
-    shift = float(np.median(margin[np.array(labels) == fresh]))
+    # the folder's probabilities are calibrated (logits / T): the head's own margin is T x
+    shift = float(np.median(margin[np.array(labels) == fresh])) * read_meta(good).temperature
 
     def lowered(state):
         state["head.linear.bias"][fresh] -= shift

@@ -39,7 +39,7 @@ def stack(tmp_path):
         shutil.copytree(REPO / part, project / part,
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
-    ports = stack_mod.Ports(*(stack_mod.free_port() for _ in range(3)))
+    ports = stack_mod.Ports(*(stack_mod.free_port() for _ in range(4)))
     running = stack_mod.up(project / ".ferry" / "stack", ports, worker_cwd=project)
     try:
         yield project, running
@@ -225,6 +225,52 @@ def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_pa
     children = mc.search_runs([mc.get_run(parent).info.experiment_id],
                               f"tags.mlflow.parentRunId = '{parent}'")
     assert sorted(r.data.tags["ferry.strategy"] for r in children) == ["full", "linear_probe"]
+    _drifted_batch_starts_a_retrain(project, running, env, overrides)
+
+
+def _drifted_batch_starts_a_retrain(project: Path, running, env: dict,
+                                    overrides: list[str]) -> None:
+    """The drift loop on the stack (sharing the sweep's stack and its registered model):
+    `ferry predict` on another kind of text with monitor.on_drift=retrain starts a flow run of
+    the retrain deployment, with the drift figures as its reason, checked through the
+    Prefect API (the worker then runs it like any retrain)."""
+    from ferry.data import recipes
+
+    plots = recipes.build("rotten-tomatoes-plots", project / "incoming" / "plots.csv")
+    sets = [a for o in [*overrides, "monitor.on_drift=retrain"] for a in ("--set", o)]
+    scored = subprocess.run([str(Path(sys.executable).with_name("ferry")), "predict",
+                             str(plots), "--model", "tiny@challenger", *sets], cwd=project,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+    assert "drift: DRIFT: MMD^2" in scored.stdout, scored.stdout
+    version = re.search(r"flow run 'drift-tiny-v(\d+)'", scored.stdout)
+    assert version, scored.stdout
+    run = _retrain_run(running, version.group(0).split("'")[1], final=False)
+    assert run.parameters["overrides"] == [*overrides, "monitor.on_drift=retrain"]
+    assert "against tiny v" in run.parameters["reason"] and \
+        "DRIFT: MMD^2" in run.parameters["reason"] and "plots.csv" in run.parameters["reason"]
+
+
+def _retrain_run(running, flow_run_name: str, timeout: float = 480, final: bool = True):
+    """The retrain deployment's flow run of that name (once it is final, unless ``final`` is
+    False: then as soon as it exists)."""
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+
+    deadline = time.monotonic() + timeout
+    with _prefect_api(running) as client:
+        while True:
+            (run,) = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name])),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(
+                    any_=["nightly-retrain"])))
+            if not final or run.state.is_final() or time.monotonic() > deadline:
+                return run
+            time.sleep(2)
 
 
 def test_ferry_schedule_serves_the_deployments_and_stops_cleanly(tmp_path):

@@ -18,12 +18,13 @@ def _compose() -> dict:
 
 def test_compose_has_the_services_and_ports_of_the_local_stack():
     services = _compose()["services"]
-    assert set(services) == {"postgres", "mlflow", "prefect-server", "prefect-worker"}
+    assert set(services) == {"postgres", "mlflow", "prefect-server", "prefect-worker", "serve"}
     ports = stack.Ports()
     published = {name: s.get("ports", []) for name, s in services.items()}
     assert published["postgres"] == [f"127.0.0.1:{ports.postgres}:5432"]
     assert published["mlflow"] == [f"127.0.0.1:{ports.mlflow}:{ports.mlflow}"]
     assert published["prefect-server"] == [f"127.0.0.1:{ports.prefect}:{ports.prefect}"]
+    assert published["serve"] == [f"127.0.0.1:{ports.serve}:{ports.serve}"]
     assert all(p.startswith("127.0.0.1:") for ps in published.values() for p in ps)
 
 
@@ -47,10 +48,11 @@ def test_compose_uses_the_same_databases_pool_and_client_environment():
 def test_prefect_yaml_deploys_to_the_stack_pool():
     spec = yaml.safe_load((DOCKER.parent / "prefect.yaml").read_text(encoding="utf-8"))
     names = {d["name"]: d for d in spec["deployments"]}
-    assert set(names) == {"nightly-retrain", "weekly-sweep", "sweep-member"}
+    assert set(names) == {"nightly-retrain", "weekly-sweep", "sweep-member", "nightly-score"}
     assert all(d["work_pool"]["name"] == stack.POOL for d in names.values())
     assert names["nightly-retrain"]["entrypoint"] == "flows/retrain.py:retrain"
-    scheduled = [names["nightly-retrain"], names["weekly-sweep"]]
+    assert names["nightly-score"]["entrypoint"] == "flows/score.py:score"
+    scheduled = [names["nightly-retrain"], names["weekly-sweep"], names["nightly-score"]]
     assert all(d["schedules"][0]["cron"] for d in scheduled)
 
 
