@@ -56,6 +56,9 @@ def _start(request: dict) -> dict:
         return {"started": False, "line": f"not started: no deployment {name} on {api}; "
                 "deploy prefect.yaml (`ferry schedule`, or `prefect deploy --all`) or set "
                 "monitor.retrain_deployment"}
+    except Exception as exc:  # server down, refused credentials...: the batch is scored anyway
+        return {"started": False, "line": f"not started: {name} on {api} failed: "
+                f"{type(exc).__name__}: {str(exc)[:300]}"}
     return {"started": True, "flow_run_id": str(run.id), "flow_run_name": run.name,
             "line": f"started {name} flow run {run.name!r} ({run.id}) on {api}"}
 

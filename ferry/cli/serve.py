@@ -12,7 +12,8 @@ from ferry.cli.app import ConfigOpt, SetOpt, app, load
 
 ServeModelOpt = Annotated[str | None, typer.Option(
     "--model", help="NAME@ALIAS (followed: a new version is loaded when the alias moves) or "
-    "NAME/VERSION (fixed). Default: tracking.model_name@serve.alias.")]
+    "NAME/VERSION (fixed). Default: tracking.model_name@serve.alias (null: "
+    "promotion.champion_alias).")]
 
 
 @app.command()

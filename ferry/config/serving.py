@@ -20,7 +20,7 @@ class ServeConfig(Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(5080, ge=1, le=65535)
-    alias: str = "champion"  # the alias of tracking.model_name that the server follows
+    alias: str | None = None  # the alias the server follows; null: promotion.champion_alias
     poll_seconds: float = Field(5.0, gt=0)  # how often the alias is read from the registry
     max_batch: int = Field(64, ge=1)
     max_wait_ms: float = Field(10.0, ge=0)

@@ -222,10 +222,11 @@ def check(reference: Reference, embeddings: np.ndarray, predicted: np.ndarray,
 
 def prior_shift(reference: Reference, predicted: np.ndarray) -> tuple[float, float, float]:
     """(TV distance, chi-square statistic, its p-value) of the batch's predicted-class
-    counts against the reference's predicted-class distribution. The expected shares are
-    smoothed (add one half per class) so that a class the reference never predicted does not
-    divide by zero and a single batch row of it is not infinitely surprising."""
-    from scipy.stats import chisquare
+    counts against the reference's predicted-class counts. The chi-square is the two-sample
+    test of homogeneity (a contingency table of both count rows): the reference is a sample
+    too, and treating its shares as the truth would inflate the statistic by about
+    1 + n_batch / n_reference, raising false alarms on large batches."""
+    from scipy.stats import chi2_contingency
 
     k = len(reference.labels)
     counts = np.bincount(predicted, minlength=k).astype(float)
@@ -234,8 +235,10 @@ def prior_shift(reference: Reference, predicted: np.ndarray) -> tuple[float, flo
         return math.nan, math.nan, math.nan
     ref = np.bincount(reference.predicted, minlength=k).astype(float)
     tv = 0.5 * float(np.abs(counts / n - ref / max(ref.sum(), 1)).sum())
-    smoothed = (ref + 0.5) / (ref.sum() + 0.5 * k)
-    stat, p = chisquare(counts, f_exp=smoothed * n)
+    seen = (counts + ref) > 0  # a class neither side predicted carries no information
+    if seen.sum() < 2 or ref.sum() == 0:
+        return tv, 0.0, 1.0
+    stat, p, _, _ = chi2_contingency(np.vstack([counts, ref])[:, seen])
     return tv, float(stat), float(p)
 
 
@@ -243,15 +246,17 @@ def retrain_request(cfg: FerryConfig, config: str | None, overrides: list[str],
                     result: dict[str, Any]) -> dict[str, Any]:
     """What starting the retrain deployment sends: the scoring's own config (path and
     overrides, so the retrain trains what the scored model was trained with), the drift as
-    its reason, a flow run name that says why, and an idempotency key tied to the scoring
-    run (a retried task never starts a second retrain for one batch)."""
+    its reason, a flow run name that says why, and an idempotency key tied to the scored
+    model version and the input's content (a retried task, or the same drifted file scored
+    again, never starts a second retrain)."""
     name = f"drift-{result['model_name']}-v{result['model_version']}"
     return {"name": cfg.monitor.retrain_deployment, "flow_run_name": name,
             "parameters": {"config": config, "overrides": list(overrides),
                            "reason": _reason(result)},
             "tags": ["ferry-drift", f"scored-model:{result['model_name']}/"
                      f"{result['model_version']}"],
-            "idempotency_key": f"ferry-drift-{result.get('run_id') or result['input_md5']}"}
+            "idempotency_key": f"ferry-drift-{result['model_name']}-v{result['model_version']}-"
+                               f"{result['input_md5']}"}
 
 
 def _reason(result: dict[str, Any]) -> str:

@@ -7,9 +7,10 @@ assignment. A request's batch reads the reference once, so it is answered entire
 old or entirely by the new version; nothing is dropped or fails in between.
 
 A version that does not load or fails the example is refused: logged with its reason,
-reported by ``/health``, remembered (it is not retried every poll; a new version is), and
-the old version keeps serving. A missing alias (no champion yet) or an unreachable registry
-is not an error either: the server keeps what it has, or answers 503 until a version loads.
+reported by ``/health``, remembered (loaded again only after ``RETRY_REFUSED_S``; a new
+version at once), and the old version keeps serving. A missing alias (no champion yet)
+or an unreachable registry is not an error either: the server keeps what it has, or
+answers 503 until a version loads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from typing import Any
 from ferry.errors import FerryError
 
 log = logging.getLogger("ferry.serving")
+
+# A refused version is loaded again after this long: a download that failed on a network
+# hiccup, or memory that was short while two models were loaded, must not refuse it for good
+# (a truly broken version costs one failed load per interval).
+RETRY_REFUSED_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Follower:
         self.registry, self.ref, self.poll_seconds = registry, ref, poll_seconds
         self.alias = None if ref.isdigit() else ref
         self.refused: dict[str, str] = {}  # version -> why it was not served
+        self._refused_at: dict[str, float] = {}  # tried again after RETRY_REFUSED_S
         self.waiting = f"nothing loaded yet for {self.target}"  # why nothing serves
         self._served: Served | None = None
         self._lock = threading.Lock()
@@ -82,7 +89,9 @@ class Follower:
             return
         self._said = ""
         served = self._served
-        if (served and served.version == version) or version in self.refused:
+        if (served and served.version == version) or (
+                version in self.refused and
+                time.monotonic() - self._refused_at[version] < RETRY_REFUSED_S):
             return
         self._load(version, run_id)
 
@@ -93,10 +102,12 @@ class Follower:
                  f" (serving version {before.version} meanwhile)" if before else "")
         try:
             model = self.registry.pyfunc(version)
+            model.unwrap_python_model().local_paths = False  # HTTP inputs: no server files
             smoke_test(model)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {_first_line(str(exc))}"
             self.refused[version] = reason
+            self._refused_at[version] = time.monotonic()
             kept = f"still serving version {before.version}" if before else \
                 "nothing to serve (503) until a version loads"
             self.waiting = f"{self.target} is version {version}, which was refused: {reason}"

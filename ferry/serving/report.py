@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ferry.files import write_atomic
+
 
 def write(out_dir: Path, labels: list[str], predicted: np.ndarray, confidence: np.ndarray,
           drift: dict[str, Any] | None, reference: dict[str, float] | None) -> list[Path]:
@@ -22,12 +24,14 @@ def write(out_dir: Path, labels: list[str], predicted: np.ndarray, confidence: n
         ref = "" if reference is None else f"{reference.get(label, 0.0):.6f}"
         rows.append(f"{_csv(label)},{int(counts[i])},{share[i]:.6f},{ref}")
     csv = out_dir / "prediction_distribution.csv"
-    csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    text = "\n".join(rows) + "\n"
+    write_atomic(csv, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     files = [csv, _histogram(out_dir / "confidence_histogram.png", confidence),
              _bars(out_dir / "prediction_distribution.png", labels, share, reference)]
     if drift is not None:
         path = out_dir / "drift.json"
-        path.write_text(json.dumps(drift, indent=2, default=float), encoding="utf-8")
+        body = json.dumps(drift, indent=2, default=float)
+        write_atomic(path, lambda tmp: tmp.write_text(body, encoding="utf-8"))
         files.append(path)
     return files
 

@@ -128,14 +128,16 @@ def _dumps(body: dict) -> str:
 
 def load_follower(cfg: Any, ref: str | None, wait: bool = False) -> Follower:
     """The follower of ``ref`` (``NAME@ALIAS``, ``NAME/VERSION``; default
-    ``tracking.model_name@serve.alias``) with its first version loaded. Nothing to serve is
+    ``tracking.model_name@serve.alias``, null: promotion.champion_alias) with its first
+    version loaded. Nothing to serve is
     a ServeError, unless ``wait`` (an alias only): then even the first version is loaded in
     the background, and the server answers 503 until the alias names one that loads."""
     from ferry.tracking import Tracker
     from ferry.tracking.registry import parse_ref
 
-    name, which = parse_ref(ref, cfg.tracking.model_name, cfg.serve.alias) if ref else \
-        (cfg.tracking.model_name, cfg.serve.alias)
+    alias = cfg.serve.alias or cfg.promotion.champion_alias  # the alias predict also uses
+    name, which = parse_ref(ref, cfg.tracking.model_name, alias) if ref else \
+        (cfg.tracking.model_name, alias)
     out = Follower(Tracker(cfg).model(name), which, cfg.serve.poll_seconds)
     if wait and out.alias:
         return out  # its thread loads the first version once serving started

@@ -43,6 +43,9 @@ class FerryClassifier(mlflow.pyfunc.PythonModel):
     """
 
     _skip_type_hint_validation = True
+    # Image inputs may name files on this machine (batch scoring, notebooks). ``ferry serve``
+    # turns this off: an HTTP client must not make the server open its own files.
+    local_paths = True
 
     def load_context(self, context: Any) -> None:
         import torch
@@ -77,7 +80,7 @@ class FerryClassifier(mlflow.pyfunc.PythonModel):
         from ferry.transfer.inference import run
 
         items = _texts(model_input) if self.meta.modality == "text" else \
-            _image_arrays(model_input, self.meta.size)
+            _image_arrays(model_input, self.meta.size, self.local_paths)
         data = self.modality.encode_inputs(self.processor, self.meta, items)
         width = Layout.from_meta(self.meta).width
         fn = _with_features(self.model) if embeddings else self.model
@@ -143,7 +146,7 @@ def _texts(model_input: Any) -> list[str]:
     return [str(t) for t in list(model_input)]
 
 
-def _image_arrays(model_input: Any, size: int):
+def _image_arrays(model_input: Any, size: int, local_paths: bool = True):
     """Model input as N x 3 x size x size uint8, with a clear error for anything else."""
     import numpy as np
     import pandas as pd
@@ -158,7 +161,8 @@ def _image_arrays(model_input: Any, size: int):
             model_input.ndim == 2 or model_input.shape[-1] in (1, 3, 4)) else list(model_input)
     out = []
     for i, item in enumerate(list(model_input)):
-        if isinstance(item, Path) or (isinstance(item, str) and os.path.isfile(item)):
+        if local_paths and (isinstance(item, Path) or
+                            (isinstance(item, str) and os.path.isfile(item))):
             image = open_rgb(item)
         elif isinstance(item, str):  # JSON clients (the scoring protocol) send base64
             image = open_rgb(io.BytesIO(_base64(item, i)))

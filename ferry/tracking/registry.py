@@ -126,7 +126,9 @@ class Registry:
         try:
             mv = self.mc.get_model_version(self.name, ref) if ref.isdigit() else \
                 self.mc.get_model_version_by_alias(self.name, ref)
-        except mlflow.exceptions.MlflowException:
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise  # refused credentials, a server error: not "no such alias"
             what = f"version {ref}" if ref.isdigit() else f"alias @{ref}"
             raise FerryError(f"registered model {self.name!r} has no {what} in "
                              f"{mlflow.get_tracking_uri()}; see `mlflow ui` or register one "

@@ -51,6 +51,19 @@ def test_prior_drift_needs_a_material_and_significant_shift():
     assert not small.prior_drift
 
 
+def test_the_prior_test_keeps_its_false_alarm_rate_on_a_large_batch():
+    """The reference is a sample too: a batch 10x its size from the same distribution is
+    flagged at about the nominal rate (a one-sample test against the reference's shares
+    would flag ~40% of such batches at p < 0.01)."""
+    rng = np.random.default_rng(0)
+    alarms = 0
+    for _ in range(300):
+        ref = drift.Reference(np.zeros((300, 2)), rng.integers(0, 2, 300), LABELS)
+        _, _, p = drift.prior_shift(ref, rng.integers(0, 2, 3000))
+        alarms += p < 0.01
+    assert alarms / 300 < 0.03
+
+
 def test_a_class_the_reference_never_predicted_does_not_divide_by_zero():
     ref = drift.Reference(np.zeros((10, 2)), np.zeros(10, dtype=int), LABELS)
     tv, chi2, p = drift.prior_shift(ref, np.array([1, 0, 0]))
@@ -89,7 +102,7 @@ def test_retrain_request_carries_the_config_and_the_drift_as_reason():
     assert request["parameters"]["overrides"] == ["train.lr=1e-4"]
     assert "incoming/batch.csv" in request["parameters"]["reason"]
     assert "tiny v3: DRIFT: MMD^2 1" in request["parameters"]["reason"]
-    assert request["idempotency_key"] == "ferry-drift-r1"
+    assert request["idempotency_key"] == "ferry-drift-tiny-v3-0123456789abcdef"  # per content
 
 
 def test_no_prefect_server_means_no_retrain_and_one_line_saying_what_to_run():
