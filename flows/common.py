@@ -3,7 +3,7 @@ log lines forwarded to the flow run's Prefect logs, and the inputs (data version
 splits, pretrained source)."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ferry import steps
@@ -16,10 +16,12 @@ from tasks.tracking import finish_run, start_run
 
 
 @contextmanager
-def mlflow_run(cfg: FerryConfig, kind: str = "transfer") -> Iterator[str]:
-    """The flow's MLflow run: FINISHED when the flow's body completes, FAILED otherwise."""
+def mlflow_run(cfg: FerryConfig, kind: str = "transfer",
+               start: Callable[[], str] | None = None) -> Iterator[str]:
+    """The flow's MLflow run: FINISHED when the flow's body completes, FAILED otherwise.
+    ``start`` opens it instead of a new run (the tune flow reopens its study's run)."""
     log_to_prefect()
-    with steps.lifecycle(lambda: start_run(cfg, kind),
+    with steps.lifecycle(start or (lambda: start_run(cfg, kind)),
                          lambda run_id, ok: finish_run(cfg, run_id, ok)) as run_id:
         yield run_id
 

@@ -12,7 +12,7 @@ import sys
 import typer
 
 # Each command module registers its commands on import; this order is the order of --help.
-from ferry.cli import init, output, training  # noqa: F401
+from ferry.cli import init, output, training, tuning  # noqa: F401
 
 # isort: split
 from ferry.cli import scoring, serve  # noqa: F401

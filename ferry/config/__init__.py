@@ -30,12 +30,13 @@ from ferry.config.sections import (
 )
 from ferry.config.serving import MonitorConfig, ServeConfig
 from ferry.config.strategy import DEFAULT_DESCRIPTIONS, StrategyConfig, StrategyName
+from ferry.config.tuning import ParamSpace, TuneConfig
 
 __all__ = [
     "DEFAULT_CONFIG", "DEFAULT_DESCRIPTIONS", "AdaptationConfig", "AugmentConfig", "CurveConfig",
-    "DataConfig", "DistributedConfig", "FerryConfig", "ImageConfig", "ModelConfig",
-    "MonitorConfig", "PathsConfig", "PromotionConfig", "ReceiptConfig", "SelfTrainingConfig",
+    "DataConfig", "DistributedConfig", "FerryConfig", "ImageConfig", "ModelConfig", "MonitorConfig",
+    "ParamSpace", "PathsConfig", "PromotionConfig", "ReceiptConfig", "SelfTrainingConfig",
     "ServeConfig", "ShiftConfig", "SplitConfig", "StrategyConfig", "StrategyName", "SweepConfig",
-    "TrackingConfig", "TrainConfig", "format_validation_error", "load_config", "parse_override",
-    "redact",
+    "TrackingConfig", "TrainConfig", "TuneConfig", "format_validation_error", "load_config",
+    "parse_override", "redact",
 ]

@@ -28,7 +28,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _apply(tree: dict[str, Any], path: list[str], value: Any, item: str) -> None:
+def set_key(tree: dict[str, Any], path: list[str], value: Any, item: str) -> None:
     node = tree
     for part in path[:-1]:
         child = node.setdefault(part, {})
@@ -49,7 +49,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         tree = _read_yaml(source)
     for item in overrides or []:
         keys, value = parse_override(item)
-        _apply(tree, keys, value, item)
+        set_key(tree, keys, value, item)
     try:
         return FerryConfig.model_validate(tree)
     except ValidationError as exc:

@@ -8,7 +8,7 @@ the keys to change, instead of deep in training after validation and the shift s
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import Field, model_validator
@@ -30,10 +30,12 @@ from ferry.config.sections import (
     TrainConfig,
 )
 from ferry.config.serving import MonitorConfig, ServeConfig
-from ferry.config.strategy import StrategyConfig
+from ferry.config.strategy import StrategyConfig, StrategyName
+from ferry.config.tuning import TuneConfig, space_problems
 
 # Strategies that need a text backbone (they embed label descriptions).
 TEXT_ONLY = {"zero_shot"}
+STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
 
 
 class FerryConfig(Strict):
@@ -48,6 +50,7 @@ class FerryConfig(Strict):
     receipt: ReceiptConfig = Field(default_factory=ReceiptConfig)
     shift: ShiftConfig = Field(default_factory=ShiftConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     curve: CurveConfig = Field(default_factory=CurveConfig)
     self_training: SelfTrainingConfig = Field(default_factory=SelfTrainingConfig)
     adaptation: AdaptationConfig = Field(default_factory=AdaptationConfig)
@@ -116,7 +119,7 @@ def cross_field_problems(cfg: FerryConfig) -> list[str]:
     if st.enabled and image:
         problems.append("self_training is for text data (it pseudo-labels unlabelled "
                         "texts); set self_training.enabled=false for image runs")
-    problems += _task_problems(cfg)
+    problems += _task_problems(cfg) + _tune_problems(cfg)
     if cfg.adaptation.target_path and cfg.train.class_weights == "auto":
         problems.append("train.class_weights=auto does not apply to the domain-adaptation "
                         "loss (adaptation.target_path); set train.class_weights=none or unset "
@@ -148,6 +151,20 @@ def _task_problems(cfg: FerryConfig) -> list[str]:
     if cfg.data.modality == "image" and any(t.separator for t in tasks):
         problems.append("multi-label (a label separator) is for text data; an image task "
                         "takes one label per image (several label columns: data.tasks)")
+    return problems
+
+
+def _tune_problems(cfg: FerryConfig) -> list[str]:
+    """Searched keys that name no setting, and strategies the data cannot take."""
+    problems = space_problems(cfg.model_dump(mode="json"), cfg.tune.space)
+    drawn = cfg.tune.space.get("strategy.name")
+    names = [str(c) for c in drawn.choices or []] if drawn else []
+    if unknown := [n for n in names if n not in STRATEGY_NAMES]:
+        problems.append(f"tune.space: strategy.name choices {unknown} are not strategies "
+                        f"(choose from {', '.join(STRATEGY_NAMES)})")
+    if cfg.data.modality == "image" and (bad := TEXT_ONLY & set(names)):
+        problems.append(f"tune.space: strategy.name lists {', '.join(sorted(bad))}, which "
+                        "needs text data; remove it for data.modality=image")
     return problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ferry.config import FerryConfig
@@ -55,8 +56,12 @@ def source_tags(source: PretrainedSource) -> dict[str, str]:
 
 
 def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
-              features_file: str | None, run_id: str, role: Role = "transfer") -> Trained:
-    """Train with the configured strategy (or the scratch baseline) and export the model."""
+              features_file: str | None, run_id: str, role: Role = "transfer",
+              on_epoch: Callable[[int, dict], None] | None = None) -> Trained:
+    """Train with the configured strategy (or the scratch baseline) and export the model.
+
+    ``on_epoch(epoch, record)`` also sees each epoch after it is logged (a tuning trial
+    reports it to its pruner, which may stop the training by raising)."""
     from ferry.tracking.system import system_metrics
     from ferry.transfer import training
 
@@ -75,10 +80,17 @@ def fine_tune(cfg: FerryConfig, source: PretrainedSource, prepared: Prepared,
         what = "scratch baseline" if role == "scratch" else f"fine-tune ({cfg.strategy.name})"
         log.info("%s of %s on %s training rows", what, source.label,
                  f"{prepared.rows['train']:,}")
+        logger = run.epoch_logger(metric_prefix(role))
+
+        def report(epoch: int, record: dict) -> None:
+            logger(epoch, record)
+            if on_epoch:
+                on_epoch(epoch, record)
+
         with system_metrics(run):
             trained = training.train(cfg, source, Path(prepared.split_dir), prepared.split_key,
                                      Path(features_file) if features_file else None, role,
-                                     run.epoch_logger(metric_prefix(role)))
+                                     report)
     run.metrics({f"{metric_prefix(role)}train_rows": trained.train_rows})
     if role == "transfer" and trained.long_text:  # how long texts were read, and cut
         run.tags({"data.long_text": trained.long_text["mode"],

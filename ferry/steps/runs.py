@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ferry.steps")
 # The flow file each kind of run comes from: MLflow's "Source" of the run.
 ENTRY_POINTS = {"transfer": "flows/transfer.py", "sweep": "flows/sweep.py",
-                "curve": "flows/curve.py", "promotion": "flows/promote.py"}
+                "curve": "flows/curve.py", "promotion": "flows/promote.py",
+                "tune": "flows/tune.py", "trial": "flows/tune.py"}
 
 
 def root() -> Path:
@@ -30,15 +31,17 @@ def root() -> Path:
     return Path.cwd()
 
 
-def start_run(cfg: FerryConfig, kind: str = "transfer", parent_id: str | None = None) -> str:
+def start_run(cfg: FerryConfig, kind: str = "transfer", parent_id: str | None = None,
+              name: str | None = None) -> str:
     """Open the MLflow run every later step logs into (a child run when ``parent_id`` is set),
     with MLflow's own source tags (entry point, git commit, user) beside Ferry's."""
     from ferry.data.versioning import git_revision
     from ferry.tracking import Tracker
 
     what = cfg.strategy.name if kind == "transfer" else kind
-    name = cfg.tracking.run_name if cfg.tracking.run_name and not parent_id else (
-        f"{what}-{cfg.model.name.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if name is None:
+        name = cfg.tracking.run_name if cfg.tracking.run_name and not parent_id else (
+            f"{what}-{cfg.model.name.split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}")
     tags = {"ferry.kind": kind, "ferry.strategy": cfg.strategy.name,
             "ferry.baseline": cfg.baseline, "ferry.dataset": str(cfg.data.path),
             "mlflow.source.name": ENTRY_POINTS.get(kind, "ferry"), "mlflow.source.type": "LOCAL",

@@ -1,0 +1,122 @@
+"""The Optuna study: where it is stored, how it samples and prunes, and how it resumes.
+
+Everything here is Optuna's own: ``RDBStorage`` (SQLite locally, the stack's Postgres for a
+team, which is how trials spread over machines), ``TPESampler``, the median / successive
+halving / Hyperband pruners, the heartbeat that fails a trial whose process died and
+``RetryHeartbeatStaleTrialCallback`` that queues it again once. Ferry adds one thing: a trial
+killed on *this* machine (``ferry tune`` SIGKILLed) is failed at once on restart, by its
+recorded process id, instead of after the heartbeat's grace period, through the same retry
+callback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from ferry.config import FerryConfig
+
+STORAGE_ENV = "FERRY_TUNE_STORAGE"
+OWNER = "ferry.owner"  # user attr: host:pid of the process running the trial
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def storage_url(cfg: FerryConfig, root: Path) -> str:
+    """``tune.storage``, else ``$FERRY_TUNE_STORAGE``, else SQLite beside the MLflow store."""
+    if cfg.tune.storage:
+        return cfg.tune.storage
+    if os.environ.get(STORAGE_ENV):
+        return os.environ[STORAGE_ENV]
+    store = (root / "mlruns").resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'optuna.db'}"
+
+
+def study_name(cfg: FerryConfig) -> str:
+    return cfg.tune.study or f"{cfg.tracking.experiment}-tune"
+
+
+def open_study(cfg: FerryConfig, root: Path) -> optuna.Study:
+    """Create the study, or load it when it exists (the same name continues it)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Ferry prints one line a trial
+    url = storage_url(cfg, root)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else \
+        {"pool_pre_ping": True}
+    storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=cfg.tune.heartbeat_s,
+                         grace_period=3 * cfg.tune.heartbeat_s,
+                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                             max_retry=1))
+    return optuna.create_study(storage=storage, study_name=study_name(cfg),
+                               direction="maximize", sampler=_sampler(cfg),
+                               pruner=_pruner(cfg), load_if_exists=True)
+
+
+def _sampler(cfg: FerryConfig) -> optuna.samplers.BaseSampler:
+    """TPE; ``constant_liar`` keeps concurrent workers from drawing the same point."""
+    import warnings
+
+    with warnings.catch_warnings():  # constant_liar is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=cfg.tune.sampler.seed,
+                                          n_startup_trials=cfg.tune.sampler.startup_trials,
+                                          constant_liar=True)
+
+
+def _pruner(cfg: FerryConfig) -> optuna.pruners.BasePruner:
+    """The pruner, fed one value per epoch (the step is the epoch)."""
+    kind = cfg.tune.pruner
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.tune.prune_startup_trials)
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=2)
+    return optuna.pruners.NopPruner()
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def recover(study: optuna.Study) -> list[FrozenTrial]:
+    """Fail the trials left RUNNING by a process of this host that is gone (a killed
+    ``ferry tune``), and queue each again once; the failed trials are returned so their
+    MLflow runs can be closed. Trials of live processes and other hosts are left to the
+    heartbeat."""
+    host = socket.gethostname()
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        who = str(trial.user_attrs.get(OWNER, ""))
+        name, _, pid = who.rpartition(":")
+        if name != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        frozen = study.get_trials(deepcopy=False)[trial.number]
+        retry(study, frozen)
+        failed.append(frozen)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials that count toward ``--trials``: complete or pruned, and failed trials that
+    were not queued again (those count through their retry)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
+    return sum(1 for t in trials if t.state in DONE or
+               (t.state == TrialState.FAIL and t.number not in retried))
