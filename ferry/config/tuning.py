@@ -22,12 +22,13 @@ _FINE_TUNING = ["full", "freeze_bottom", "gradual_unfreeze", "lora"]
 
 class ParamSpace(Strict):
     """One searched key: ``choices`` (categorical), or ``low``..``high`` (an integer range
-    when both bounds are integers and ``log`` is off, else a float range; ``log`` samples
+    when both bounds are written as integers (``1``, not ``1.0``) and ``log`` is off, else a
+    float range; ``log`` samples
     on a log scale). ``when``: the strategies this key is drawn for (null: inferred)."""
 
     choices: list[Choice] | None = Field(None, min_length=1)
-    low: float | None = None
-    high: float | None = None
+    low: int | float | None = None  # (an int stays an int: whole bounds draw integers)
+    high: int | float | None = None
     log: bool = False
     step: float | None = Field(None, gt=0)
     when: list[StrategyName] | None = Field(None, min_length=1)
@@ -49,9 +50,9 @@ class ParamSpace(Strict):
     @property
     def integer(self) -> bool:
         """Whether the range is drawn as whole numbers (both bounds written as integers)."""
-        return (self.choices is None and not self.log and float(self.low).is_integer()
-                and float(self.high).is_integer() and (self.step is None
-                                                       or float(self.step).is_integer()))
+        return (self.choices is None and not self.log and isinstance(self.low, int)
+                and isinstance(self.high, int)
+                and (self.step is None or float(self.step).is_integer()))
 
 
 def _default_space() -> dict[str, ParamSpace]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ferry.stack.processes import alive, kill_group
 from ferry.stack.state import Stack, StackError, save
 
-DATABASES = ("mlflow", "mlflow_auth", "prefect")
+DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna")  # optuna: ferry tune's studies
 
 
 def _pg_bin(name: str) -> str:

@@ -68,6 +68,7 @@ class Stack:
         the credentials from the stack's own credentials file (never from the repo)."""
         creds = credentials(Path(self.home))
         return {"MLFLOW_TRACKING_URI": self.mlflow_uri, "PREFECT_API_URL": self.prefect_api,
+                "FERRY_TUNE_STORAGE": self.database("optuna"),  # ferry tune's studies
                 "MLFLOW_TRACKING_USERNAME": creds["mlflow_user"],
                 "MLFLOW_TRACKING_PASSWORD": creds["mlflow_password"],
                 "PREFECT_API_AUTH_STRING": creds["prefect_auth"]}

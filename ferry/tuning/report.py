@@ -30,7 +30,7 @@ def rows(study: optuna.Study) -> list[dict]:
                     "strategy": t.params.get("strategy.name", ""), "value": t.value,
                     "test_accuracy": t.user_attrs.get("test_accuracy"),
                     "epochs": len(t.intermediate_values),
-                    "seconds": round(t.duration.total_seconds(), 1) if t.duration else None,
+                    "seconds": round(t.duration.total_seconds()) if t.duration else None,
                     "pruned_by": _pruned_by(t) or t.user_attrs.get("ferry.error", "")[:60],
                     "params": ", ".join(f"{k.split('.')[-1]}={_short(v)}"
                                         for k, v in t.params.items() if k != "strategy.name")})

@@ -24,6 +24,7 @@ from ferry.tuning.trial import STATE_TAG, Context, objective
 
 log = logging.getLogger("ferry.tune")
 PARENT = "mlflow_parent_run_id"  # study user attr
+REGISTERED = "registered"  # study user attr: the trial registered last, and its version
 RESERVE_S = 30.0  # kept back from --timeout for the report and the registration
 
 
@@ -143,13 +144,24 @@ def best_trial(cfg: FerryConfig, split_key: str) -> FrozenTrial:
 
 
 def register_best(cfg: FerryConfig, ctx: Context, version: DataVersion) -> dict:
-    """Register the best trial's model from its own child run, with its receipts."""
+    """Register the best trial's model from its own child run, with its receipts; a study
+    run again whose best trial is already registered (under this model name) keeps that
+    version instead of registering a copy."""
     best = best_trial(cfg, ctx.prepared.split_key)
-    child = space.with_values(cfg, best.params)
-    trained = steps.Trained.model_validate(best.user_attrs["trained"])
-    registered = steps.register(child, trained, best.user_attrs["mlflow_run_id"], version,
-                                ctx.source, best.user_attrs["metrics"], ctx.prepared.rows,
-                                ctx.prepared.split_dir)
+    study = open_study(cfg, steps.root())
+    done = study.user_attrs.get(REGISTERED, {})
+    if done.get("trial") == best.number and done.get("name") == cfg.tracking.model_name:
+        registered = steps.Registered(name=done["name"], version=done["version"],
+                                      alias=done["alias"])
+        log.info("trial %d is registered already: %s version %s", best.number,
+                 registered.name, registered.version)
+    else:
+        child = space.with_values(cfg, best.params)
+        trained = steps.Trained.model_validate(best.user_attrs["trained"])
+        registered = steps.register(child, trained, best.user_attrs["mlflow_run_id"],
+                                    version, ctx.source, best.user_attrs["metrics"],
+                                    ctx.prepared.rows, ctx.prepared.split_dir)
+        study.set_user_attr(REGISTERED, {"trial": best.number, **registered.model_dump()})
     steps.run_log(cfg, ctx.parent_id).tags({"ferry.registered_version": registered.version})
-    return {"trial": best.number, "run_id": best.user_attrs["mlflow_run_id"],
+    return {"trial": best.number, "best_run_id": best.user_attrs["mlflow_run_id"],
             "model": registered.model_dump()}

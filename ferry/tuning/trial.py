@@ -104,9 +104,9 @@ def _score(trial: optuna.Trial, child: FerryConfig, trained: steps.Trained, ctx:
 
 def _pruning(trial: optuna.Trial, child: FerryConfig,
              ctx: Context) -> Callable[[int, dict], None]:
-    """Each epoch's validation score to the pruner (the epoch is the step); raises
-    ``TrialPruned`` when the pruner says so, or when another epoch, as long as this
-    trial's mean one, would end past the deadline."""
+    """Each epoch's validation score to the pruner (the epoch is the step); before the last
+    planned epoch, raises ``TrialPruned`` when the pruner says so, or when another epoch, as
+    long as this trial's mean one, would end past the deadline."""
     monitor = f"val_{child.train.select_on}"
     planned, deadline = _planned_epochs(child, ctx.prepared.rows["train"]), ctx.deadline
     began = time.time()
@@ -116,9 +116,11 @@ def _pruning(trial: optuna.Trial, child: FerryConfig,
         trial.report(value, epoch)
         per_epoch = (time.time() - began) / max(epoch, 1)
         trial.set_user_attr("epoch_seconds", per_epoch)
+        if epoch >= planned:  # trained to the end: nothing left to save by stopping it
+            return
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruner: {monitor} {value:.4f} after epoch {epoch}")
-        if deadline is not None and epoch < planned and time.time() + per_epoch > deadline:
+        if deadline is not None and time.time() + per_epoch > deadline:
             raise optuna.TrialPruned(f"time: epoch {epoch + 1} would end past the deadline")
     return on_epoch
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.config import FerryConfig, load_config
+from ferry.config import FerryConfig, ParamSpace, load_config
 from ferry.errors import ConfigError
 
 
@@ -16,6 +16,9 @@ def test_defaults_match_the_shipped_default_yaml(monkeypatch):
     shipped = yaml.safe_load(Path("configs/default.yaml").read_text(encoding="utf-8"))
     assert shipped["train"]["select_on"] == "auto"  # resolved on load (accuracy here)
     shipped["train"]["select_on"] = FerryConfig().train.select_on
+    # the search space is written in its short form (only the keys each entry sets)
+    shipped["tune"]["space"] = {k: ParamSpace(**v).model_dump(mode="json")
+                                for k, v in shipped["tune"]["space"].items()}
     assert shipped == FerryConfig().model_dump(mode="json")
 
 

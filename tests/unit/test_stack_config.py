@@ -3,6 +3,7 @@ databases, worker pool and client environment. A change to one must show up in t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -48,7 +49,8 @@ def test_compose_uses_the_same_databases_pool_and_client_environment():
 def test_prefect_yaml_deploys_to_the_stack_pool():
     spec = yaml.safe_load((DOCKER.parent / "prefect.yaml").read_text(encoding="utf-8"))
     names = {d["name"]: d for d in spec["deployments"]}
-    assert set(names) == {"nightly-retrain", "weekly-sweep", "sweep-member", "nightly-score"}
+    assert set(names) == {"nightly-retrain", "weekly-sweep", "sweep-member", "nightly-score",
+                          "tune-trial"}
     assert all(d["work_pool"]["name"] == stack.POOL for d in names.values())
     assert names["nightly-retrain"]["entrypoint"] == "flows/retrain.py:retrain"
     assert names["nightly-score"]["entrypoint"] == "flows/score.py:score"
@@ -81,3 +83,21 @@ def test_local_stack_credentials_are_generated_private_and_handed_to_clients(tmp
     assert env["MLFLOW_TRACKING_PASSWORD"] == creds["mlflow_password"]
     assert env["PREFECT_API_AUTH_STRING"] == creds["prefect_auth"]
     assert len(creds["mlflow_password"]) >= 20 and stack.credentials(tmp_path) == creds
+
+
+def test_both_stacks_keep_the_tune_studies_in_postgres(tmp_path):
+    """`ferry tune`'s studies live in database optuna of the stack's Postgres: created by
+    both stacks, and named to every worker and client by FERRY_TUNE_STORAGE."""
+    from ferry.stack.postgres import DATABASES
+
+    init = (DOCKER / "postgres-init.sql").read_text(encoding="utf-8")
+    assert set(DATABASES) == set(re.findall(r"CREATE DATABASE (\w+);", init))
+    assert "optuna" in DATABASES
+    services = _compose()["services"]
+    mlflow_cmd = services["mlflow"]["command"]
+    mlflow_store = mlflow_cmd[mlflow_cmd.index("--backend-store-uri") + 1]
+    storage = services["prefect-worker"]["environment"]["FERRY_TUNE_STORAGE"]
+    assert storage == mlflow_store.rsplit("/", 1)[0] + "/optuna"  # same server and user
+    local = stack.Stack(home=str(tmp_path), ports=stack.Ports())
+    assert local.client_env()["FERRY_TUNE_STORAGE"] == local.database("optuna") == \
+        "postgresql://ferry@127.0.0.1:55432/optuna"
