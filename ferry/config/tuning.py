@@ -45,6 +45,9 @@ class ParamSpace(Strict):
             raise ValueError(f"low {self.low} is above high {self.high}")
         if self.log and self.low <= 0:
             raise ValueError("log: true needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("step does not go with log: true (Optuna draws a log scale "
+                             "continuously); drop one of them")
         return self
 
     @property

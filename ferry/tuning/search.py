@@ -8,6 +8,7 @@ SIGKILL) reopens the same parent and every trial of the study stays one of its c
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def optimize(cfg: FerryConfig, ctx: Context, n_trials: int) -> None:
 def member(cfg: FerryConfig, ctx: Context) -> str:
     """One trial on a worker (a flow run of ``tune.deployment``), unless the study has all
     its trials finished or running already, or the deadline passed: what it did, in words."""
-    study = open_study(cfg, steps.root())
+    study = open_study(cfg, steps.root(), salt=os.getpid())
     if not wanted(cfg, study, ctx.deadline):
         return "nothing to do: the study has its trials"
     ran: list[FrozenTrial] = []

@@ -35,6 +35,8 @@ def active(cfg: FerryConfig, key: str, spec: ParamSpace, strategy: str) -> bool:
         return True
     from ferry.transfer.strategies import REGISTRY
 
+    if key.startswith("train.") and not REGISTRY[strategy].trains:
+        return False  # zero-shot trains nothing
     low, high = _extremes(spec)
     a, b = (with_values(cfg, {STRATEGY_KEY: strategy, key: v}) for v in (low, high))
     policy_a, policy_b = (REGISTRY[strategy].build(c.strategy) for c in (a, b))

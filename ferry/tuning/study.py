@@ -41,9 +41,13 @@ def study_name(cfg: FerryConfig) -> str:
     return cfg.tune.study or f"{cfg.tracking.experiment}-tune"
 
 
-def open_study(cfg: FerryConfig, root: Path) -> optuna.Study:
-    """Create the study, or load it when it exists (the same name continues it)."""
+def open_study(cfg: FerryConfig, root: Path, salt: int = 0) -> optuna.Study:
+    """Create the study, or load it when it exists (the same name continues it). ``salt``
+    reseeds the sampler apart from other processes opening the study at the same moment
+    (spread trials: their process id)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # Ferry prints one line a trial
+    optuna.logging.disable_default_handler()  # a failed trial's traceback goes to the log
+    optuna.logging.enable_propagation()  # files (.ferry/logs/), not onto the terminal
     url = storage_url(cfg, root)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else \
         {"pool_pre_ping": True}
@@ -51,18 +55,24 @@ def open_study(cfg: FerryConfig, root: Path) -> optuna.Study:
                          grace_period=3 * cfg.tune.heartbeat_s,
                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                              max_retry=1))
-    return optuna.create_study(storage=storage, study_name=study_name(cfg),
-                               direction="maximize", sampler=_sampler(cfg),
-                               pruner=_pruner(cfg), load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=study_name(cfg),
+                                direction="maximize", sampler=_sampler(cfg),
+                                pruner=_pruner(cfg), load_if_exists=True)
+    # a new sampler seeded as before would draw the points of the last process again
+    held = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    if held + salt:
+        study.sampler = _sampler(cfg, held + salt)
+    return study
 
 
-def _sampler(cfg: FerryConfig) -> optuna.samplers.BaseSampler:
-    """TPE; ``constant_liar`` keeps concurrent workers from drawing the same point."""
+def _sampler(cfg: FerryConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE; ``constant_liar`` keeps concurrent workers from drawing the same point. Seeded
+    with ``tune.sampler.seed`` plus ``offset`` (the trials the study has begun when opened)."""
     import warnings
 
     with warnings.catch_warnings():  # constant_liar is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=cfg.tune.sampler.seed,
+        return optuna.samplers.TPESampler(seed=cfg.tune.sampler.seed + offset,
                                           n_startup_trials=cfg.tune.sampler.startup_trials,
                                           constant_liar=True)
 

@@ -42,6 +42,7 @@ def objective(cfg: FerryConfig, ctx: Context) -> Callable[[optuna.Trial], float]
     def run(trial: optuna.Trial) -> float:
         trial.set_user_attr(OWNER, owner())
         trial.set_user_attr("split_key", ctx.prepared.split_key)
+        trial.set_user_attr("mlflow_run_id", "")  # a retry's copy names the failed run
         try:
             values = space.suggest(trial, cfg)
             child = space.with_values(cfg, values)

@@ -26,3 +26,23 @@ def test_throughput_benchmark_smoke():
             samples_per_s, mfu = float(rows[loop][2]), float(rows[loop][4])
             assert samples_per_s > 0 and 0 < mfu < 100
         assert re.fullmatch(r"\d+\.\d\dx", rows["ratio"][2])
+
+
+def test_tuning_benchmark_smoke(tmp_path, cli_env):
+    """Three arms (the Trainer's Optuna search, ``ferry tune`` on the same space and on its
+    own), 2 trials each on a tiny BERT; ``cli_env``: the ``ferry`` subprocesses share the
+    session's Prefect server instead of starting one each."""
+    arms = ("trainer", "ferry-same-space", "ferry-full-space")
+    out = subprocess.run([sys.executable, "benchmarks/tuning.py", "--smoke", "--out",
+                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env=cli_env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line.split()
+            and line.split()[0] in arms}
+    assert set(rows) == set(arms), lines
+    for arm in arms:
+        trials, best_val, wall = int(rows[arm][1]), float(rows[arm][2]), float(rows[arm][5])
+        assert trials == 2 and 0 <= best_val <= 1 and wall > 0, rows[arm]
+    assert sum(line.startswith("ratio ferry-") for line in lines) == 2, lines
+    assert len(list(tmp_path.glob("tuning-*.json"))) == 1, list(tmp_path.iterdir())
