@@ -8,7 +8,6 @@ SIGKILL) reopens the same parent and every trial of the study stays one of its c
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -111,9 +110,12 @@ def optimize(cfg: FerryConfig, ctx: Context, n_trials: int) -> None:
 def member(cfg: FerryConfig, ctx: Context) -> str:
     """One trial on a worker (a flow run of ``tune.deployment``), unless the study has all
     its trials finished or running already, or the deadline passed: what it did, in words."""
-    study = open_study(cfg, steps.root(), salt=os.getpid())
+    study = open_study(cfg, steps.root())
     if not wanted(cfg, study, ctx.deadline):
         return "nothing to do: the study has its trials"
+    # workers opening the study at the same moment would share a seed and draw the same
+    # random point: Optuna reseeds each one as it does for its own parallel jobs
+    study.sampler.reseed_rng()
     ran: list[FrozenTrial] = []
     study.optimize(objective(cfg, ctx), n_trials=1, catch=(Exception,),
                    callbacks=[lambda _, trial: ran.append(trial)])

@@ -41,10 +41,8 @@ def study_name(cfg: FerryConfig) -> str:
     return cfg.tune.study or f"{cfg.tracking.experiment}-tune"
 
 
-def open_study(cfg: FerryConfig, root: Path, salt: int = 0) -> optuna.Study:
-    """Create the study, or load it when it exists (the same name continues it). ``salt``
-    reseeds the sampler apart from other processes opening the study at the same moment
-    (spread trials: their process id)."""
+def open_study(cfg: FerryConfig, root: Path) -> optuna.Study:
+    """Create the study, or load it when it exists (the same name continues it)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # Ferry prints one line a trial
     optuna.logging.disable_default_handler()  # a failed trial's traceback goes to the log
     optuna.logging.enable_propagation()  # files (.ferry/logs/), not onto the terminal
@@ -60,8 +58,8 @@ def open_study(cfg: FerryConfig, root: Path, salt: int = 0) -> optuna.Study:
                                 pruner=_pruner(cfg), load_if_exists=True)
     # a new sampler seeded as before would draw the points of the last process again
     held = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
-    if held + salt:
-        study.sampler = _sampler(cfg, held + salt)
+    if held:
+        study.sampler = _sampler(cfg, held)
     return study
 
 

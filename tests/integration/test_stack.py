@@ -228,6 +228,141 @@ def test_sweep_spreads_strategies_over_the_pool_workers(stack, tiny_bert, tmp_pa
     _drifted_batch_starts_a_retrain(project, running, env, overrides)
 
 
+SECOND_WORKER = "ferry-second-worker"
+TRIAL_LINE = re.compile(r"trial (\d+) ")  # ferry.tune's line when a trial ends
+TUNE_SPACE = ("tune.space={strategy.name: {choices: [linear_probe, full]}, "
+              "train.lr: {low: 0.0005, high: 0.005, log: true}}")
+
+
+def test_tune_spreads_trials_over_two_workers(stack, tiny_bert, tmp_path, monkeypatch):
+    """``tune.deployment``: each trial is a flow run of the tune-trial deployment, run by
+    either of two workers of the pool, side by side, against one study in the stack's
+    Postgres; every trial is a child run of the tune run, the best is registered."""
+    import itertools
+
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from optuna.trial import TrialState
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    project, running = stack
+    stack_env = running.client_env()
+    env = {**os.environ, **stack_env, "FERRY_PROJECT_DIR": str(project),
+           "PREFECT_HOME": str(tmp_path / "cli-home"), "COLUMNS": "250"}
+    stack_mod.deploy(stack_env, project)
+    data = write_csv(project / "good.csv", review_rows(240))
+    study_name = "spread-tune"
+    overrides = [*tiny_overrides(tiny_bert, data), "shift.enabled=false",
+                 "train.passes_per_epoch=6",  # a full trial: some seconds, so two overlap
+                 TUNE_SPACE, "tune.deployment=ferry-tune-trial/tune-trial",
+                 "tune.concurrency=2", f"tune.study={study_name}"]
+    cmd = [str(Path(sys.executable).with_name("ferry")), "tune", "--trials", "4"]
+    for item in overrides:
+        cmd += ["--set", item]
+    logs = [Path(running.home) / "worker" / "log.txt"]
+    with _second_worker(running, project, tmp_path / "worker-2") as second_log:
+        logs.append(second_log)
+        out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True,
+                             timeout=600)
+    tails = "".join(f"\n--- {log}\n" + log.read_text(errors="replace")[-3000:]
+                    for log in logs)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + tails
+
+    with _prefect_api(running) as client:  # the trials' flow runs, and who ran them
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+            name=DeploymentFilterName(any_=["tune-trial"])))
+    assert len(runs) >= 4, runs
+    assert all(r.state.is_completed() and r.work_pool_name == stack_mod.POOL for r in runs), \
+        [(r.name, r.state, r.work_pool_name) for r in runs]
+    workers = {r.labels.get("prefect.worker.name") for r in runs}
+    assert len(workers) == 2 and SECOND_WORKER in workers, workers  # the stack's, the 2nd
+
+    study = optuna.load_study(study_name=study_name, storage=stack_env["FERRY_TUNE_STORAGE"])
+    trials = study.get_trials(deepcopy=False)
+    table = [(t.number, t.state.name, t.params, t.user_attrs.get("ferry.owner"),
+              t.datetime_start, t.datetime_complete) for t in trials]
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3], table  # 4, none twice
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), table
+    lrs = [t.params["train.lr"] for t in trials if "train.lr" in t.params]
+    assert len(set(lrs)) == len(lrs), table  # each worker process drew its own point
+    ran_on = _trial_workers(running, runs, len(trials))
+    assert sorted(ran_on) == [0, 1, 2, 3] and all(len(w) == 1 for w in ran_on.values()), \
+        ran_on  # each trial in one flow run
+    assert set().union(*ran_on.values()) == workers, ran_on  # both workers ran trials
+    owners = {t.number: t.user_attrs["ferry.owner"] for t in trials}
+    side_by_side = [(a.number, b.number) for a, b in itertools.combinations(trials, 2)
+                    if a.datetime_start < b.datetime_complete
+                    and b.datetime_start < a.datetime_complete
+                    and owners[a.number] != owners[b.number]]
+    assert side_by_side, table  # two trials ran at the same time, in two processes
+
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(key, stack_env[key])
+    mc = MlflowClient(tracking_uri=running.mlflow_uri, registry_uri=running.mlflow_uri)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    children = {r.data.tags["optuna.trial"]: r for r in mc.search_runs(
+        [mc.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+        if r.data.tags.get("ferry.kind") == "trial"}
+    assert sorted(children) == ["0", "1", "2", "3"], sorted(children)
+    for t in trials:
+        child = children[str(t.number)]
+        assert child.info.run_id == t.user_attrs["mlflow_run_id"]
+        assert child.data.tags["optuna.trial.state"] == t.state.name.lower()
+        assert child.info.status == "FINISHED"
+    best = max((t for t in trials if t.state == TrialState.COMPLETE),
+               key=lambda t: (t.value, -t.number))
+    version = mc.get_model_version_by_alias("tiny", "challenger")
+    assert version.run_id == best.user_attrs["mlflow_run_id"]
+    assert mc.get_run(parent).data.tags["ferry.registered_version"] == version.version
+
+
+def _trial_workers(running, runs, n_trials: int, timeout: float = 30) -> dict[int, set]:
+    """Trial number -> the workers whose flow runs logged it ("trial 3 full: best val..."),
+    from the runs' logs in the Prefect API (shipped in batches: wait for every trial's)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    with _prefect_api(running) as client:
+        while True:
+            ran: dict[int, set] = {}
+            for run in runs:
+                logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(
+                    any_=[run.id])), limit=200)
+                for number in {int(m.group(1)) for e in logs
+                               if (m := TRIAL_LINE.match(e.message))}:
+                    ran.setdefault(number, set()).add(run.labels.get("prefect.worker.name"))
+            if len(ran) >= n_trials or time.monotonic() > deadline:
+                return ran
+            time.sleep(1)
+
+
+@contextlib.contextmanager
+def _second_worker(running, project: Path, folder: Path):
+    """Another process worker of the pool, started as ``ferry stack up`` starts its own
+    (same command and environment; its own PREFECT_HOME, log and process group), named, one
+    flow run at a time and polling every second: it takes each new trial it is free for,
+    the stack's worker (a poll every 10 s) the one it is not free for."""
+    from ferry.stack.processes import kill_group, wait_until
+    from ferry.stack.services import venv_script
+
+    folder.mkdir(parents=True)
+    log = folder / "log.txt"
+    cmd = [venv_script("prefect"), "worker", "start", "--pool", stack_mod.POOL,
+           "--type", "process", "--name", SECOND_WORKER, "--limit", "1"]
+    env = {**os.environ, **running.client_env(), "PREFECT_HOME": str(folder / "home"),
+           "FERRY_PROJECT_DIR": str(project.resolve()), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: "started!" in log.read_text(errors="replace"),
+                   "the second worker", log)
+        yield log
+    finally:
+        kill_group(proc.pid, 10)
+    assert not stack_mod._alive(proc.pid)
+
+
 def _drifted_batch_starts_a_retrain(project: Path, running, env: dict,
                                     overrides: list[str]) -> None:
     """The drift loop on the stack (sharing the sweep's stack and its registered model):
