@@ -3,8 +3,10 @@ Prefect API, which the library never imports)."""
 
 from prefect import task
 
+from ferry import steps
 from ferry.config import FerryConfig
 from ferry.data.versioning import DataVersion
+from ferry.models.sources import PretrainedSource
 from ferry.tuning import report, search
 from ferry.tuning.trial import Context
 
@@ -13,6 +15,14 @@ from ferry.tuning.trial import Context
 def parent_run(cfg: FerryConfig) -> str:
     """The study's MLflow parent run: reopened when the study has one, else started."""
     return search.parent_run(cfg)
+
+
+@task(name="search_context")
+def search_context(cfg: FerryConfig, parent_id: str, source: PretrainedSource,
+                   prepared: steps.Prepared, scratch: steps.Trained | None,
+                   began: float) -> Context:
+    """What every trial shares: the parent run, inputs, scratch model and the deadline."""
+    return search.context(cfg, parent_id, source, prepared, scratch, began)
 
 
 @task(name="prepare_search")
@@ -37,6 +47,7 @@ def run_trial(cfg: FerryConfig, ctx: Context) -> str:
 def spread_trials(cfg: FerryConfig, ctx: Context) -> list[str]:
     """Trials as flow runs of ``tune.deployment``, ``tune.concurrency`` at a time, until the
     study has its trials or the deadline passes; the workers share the study's storage."""
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from prefect.deployments import run_deployment
@@ -48,9 +59,11 @@ def spread_trials(cfg: FerryConfig, ctx: Context) -> list[str]:
 
     def launch(slot: int) -> list[str]:
         states, launched = [], 0
-        while search.wanted(cfg, open_study(cfg, root()), ctx.deadline) and \
+        while search.wanted(cfg, open_study(cfg, root()), ctx.deadline,
+                            ctx.prepared.split_key) and \
                 launched <= 2 * cfg.tune.trials:  # a pool that fails every run stops
-            run = run_deployment(cfg.tune.deployment, timeout=None, parameters=params,
+            left = None if ctx.deadline is None else max(1.0, ctx.deadline - time.time())
+            run = run_deployment(cfg.tune.deployment, timeout=left, parameters=params,
                                  flow_run_name=f"tune-{ctx.parent_id[:8]}-{slot}-{launched}")
             states.append(run.state.name if run.state else "no state")
             launched += 1
@@ -61,9 +74,9 @@ def spread_trials(cfg: FerryConfig, ctx: Context) -> list[str]:
 
 
 @task(name="tune_report")
-def tune_report(cfg: FerryConfig, parent_id: str) -> dict:
+def tune_report(cfg: FerryConfig, parent_id: str, split_key: str) -> dict:
     """Trial table (CSV), Optuna's plots and the counts on the parent run."""
-    return report.summarise(cfg, parent_id)
+    return report.summarise(cfg, parent_id, split_key)
 
 
 @task(name="register_best_trial")

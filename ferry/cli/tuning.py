@@ -29,18 +29,20 @@ def tune(config: ConfigOpt = None, set_: SetOpt = None, trials: TrialsOpt = None
     """Search strategies and their knobs (Optuna: TPE + pruning); register the best trial."""
     from ferry.config import redact
     from ferry.steps import root
+    from ferry.tuning.search import refuse
     from ferry.tuning.study import storage_url, study_name
 
+    began = time.time()
     extra = [*([f"tune.trials={trials}"] if trials else []),
              *([f"tune.timeout_s={timeout}"] if timeout else [])]
     cfg = load(config, [*(set_ or []), *extra])
+    refuse(cfg)  # a space that cannot work fails here, before any flow starts
     where = f"spread over {cfg.tune.deployment}" if cfg.tune.deployment else "here"
     output.line(f"ferry tune: study {study_name(cfg)!r} in "
                 f"{redact(storage_url(cfg, root()))}: {cfg.tune.trials} trials, run {where}"
                 + (f", within {cfg.tune.timeout_s:.0f} s" if cfg.tune.timeout_s else ""))
-    began = time.perf_counter()
-    result = importlib.import_module("flows.tune").run(cfg)
-    output.line(f"done in {time.perf_counter() - began:.1f} s; tune run {result['run_id']}",
+    result = importlib.import_module("flows.tune").run(cfg, began)
+    output.line(f"done in {time.time() - began:.1f} s; tune run {result['run_id']}",
                 "green")
     output.table(result["rows"], COLUMNS)
     counts = result["counts"]

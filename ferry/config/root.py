@@ -156,7 +156,8 @@ def _task_problems(cfg: FerryConfig) -> list[str]:
 
 def _tune_problems(cfg: FerryConfig) -> list[str]:
     """Searched keys that name no setting, and strategies the data cannot take."""
-    problems = space_problems(cfg.model_dump(mode="json"), cfg.tune.space)
+    problems = cfg.tune.problems() + space_problems(cfg.model_dump(mode="json"),
+                                                    cfg.tune.space)
     drawn = cfg.tune.space.get("strategy.name")
     names = [str(c) for c in drawn.choices or []] if drawn else []
     if unknown := [n for n in names if n not in STRATEGY_NAMES]:

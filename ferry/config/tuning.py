@@ -8,6 +8,7 @@ is drawn only when the drawn strategy reads it (``when``, or inferred: see
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -110,6 +111,19 @@ class TuneConfig(Strict):
     deployment: str | None = None
     concurrency: int = Field(2, ge=1)
     space: dict[str, ParamSpace] = Field(default_factory=_default_space, min_length=1)
+
+    def problems(self) -> list[str]:
+        """What the block cannot take. The config travels as Prefect flow-run parameters,
+        stored and shown as they are: a storage URL must not carry a password."""
+        out = []
+        if self.storage and re.search(r"://[^/@:]+:[^/@]+@", self.storage):
+            out.append("tune.storage must not hold a password (the config is stored with "
+                       "every flow run): put it in PGPASSWORD or ~/.pgpass, or give the "
+                       "whole URL in the FERRY_TUNE_STORAGE environment variable instead")
+        drawn = self.space.get("strategy.name")
+        if drawn is not None and drawn.choices is None:
+            out.append("tune.space: strategy.name takes choices: [...], not low/high")
+        return out
 
 
 def space_problems(tree: dict[str, Any], space: dict[str, ParamSpace]) -> list[str]:

@@ -57,6 +57,21 @@ class Tracker:
     def run(self, run_id: str) -> RunLog:
         return RunLog(self, run_id)
 
+    def run_status(self, run_id: str) -> str | None:
+        """The run's status (RUNNING, FINISHED, ...), or None when this store has no such
+        active run; an outage or refused credentials raise as themselves."""
+        try:
+            run = self.mc.get_run(run_id)
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return None
+        return run.info.status if run.info.lifecycle_stage == "active" else None
+
+    def reopen(self, run_id: str) -> None:
+        """Mark a closed run RUNNING again (a resumed search logs into its old run)."""
+        self.mc.update_run(run_id, status="RUNNING")
+
     def link(self, run_id: str) -> str:
         """Where the run's page is in the MLflow UI. MLflow 3's UI opens an experiment by the
         browser's GenAI / model-training switch (default GenAI) rather than by

@@ -33,14 +33,15 @@ def rows(study: optuna.Study) -> list[dict]:
                     "seconds": round(t.duration.total_seconds()) if t.duration else None,
                     "pruned_by": _pruned_by(t) or t.user_attrs.get("ferry.error", "")[:60],
                     "params": ", ".join(f"{k.split('.')[-1]}={_short(v)}"
-                                        for k, v in t.params.items() if k != "strategy.name")})
+                                        for k, v in t.params.items() if k != "strategy.name"),
+                    "split_key": t.user_attrs.get("split_key")})
     return out
 
 
 def _pruned_by(trial) -> str:
     if trial.state != TrialState.PRUNED:
         return ""
-    return "time" if "time" in str(trial.user_attrs.get("ferry.pruned_by", "")) else "pruner"
+    return str(trial.user_attrs.get("ferry.pruned_by", "pruner"))
 
 
 def _short(value) -> str:
@@ -80,8 +81,9 @@ def write(study: optuna.Study, folder: Path) -> list[Path]:
     return files
 
 
-def summarise(cfg: FerryConfig, parent_id: str) -> dict:
-    """The trial table, plots and counts on the parent run; the counts and rows back."""
+def summarise(cfg: FerryConfig, parent_id: str, split_key: str) -> dict:
+    """The trial table, plots and counts on the parent run; the counts and rows back. The
+    best is the best complete trial on this data version (``split_key``)."""
     study = open_study(cfg, steps.root())
     table = rows(study)
     files = write(study, Path(cfg.paths.reports) / "tunes" / parent_id)
@@ -92,7 +94,7 @@ def summarise(cfg: FerryConfig, parent_id: str) -> dict:
     by_pruner = sum(1 for r in table if r["pruned_by"] == "pruner")
     metrics = {f"trials_{k}": float(v) for k, v in counts.items()} | {
         "trials_pruned_by_pruner": float(by_pruner), "trials_total": float(len(table))}
-    done = [r for r in table if r["state"] == "complete"]
+    done = [r for r in table if r["state"] == "complete" and r["split_key"] == split_key]
     if done:
         top = max(done, key=lambda r: r["value"])
         metrics |= {f"best_val_{cfg.train.select_on}": top["value"], "best_trial": top["trial"]}

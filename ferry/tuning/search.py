@@ -18,9 +18,10 @@ from ferry import steps
 from ferry.config import FerryConfig
 from ferry.data.versioning import DataVersion
 from ferry.errors import FerryError
+from ferry.models.sources import PretrainedSource
 from ferry.tuning import space
-from ferry.tuning.study import finished, open_study, recover
-from ferry.tuning.trial import STATE_TAG, Context, objective
+from ferry.tuning.study import fail_stale, finished, open_study, recover
+from ferry.tuning.trial import OUT_OF_TIME, STATE_TAG, Context, objective
 
 log = logging.getLogger("ferry.tune")
 PARENT = "mlflow_parent_run_id"  # study user attr
@@ -36,10 +37,7 @@ def parent_run(cfg: FerryConfig) -> str:
     for trial in recover(study):
         log.info("trial %d was left running by a process that is gone: failed, and queued "
                  "again once", trial.number)
-        if run_id := trial.user_attrs.get("mlflow_run_id"):
-            run = steps.run_log(cfg, run_id)
-            run.tags({STATE_TAG: "failed"})
-            run.end(False)
+    close_failed_runs(cfg, study)
     known = study.user_attrs.get(PARENT)
     if known and _reopen(cfg, known):
         log.info("MLflow run %s (the study's tune run, continued; %d of its trials count)",
@@ -51,26 +49,54 @@ def parent_run(cfg: FerryConfig) -> str:
     return run_id
 
 
-def _reopen(cfg: FerryConfig, run_id: str) -> bool:
+def close_failed_runs(cfg: FerryConfig, study: optuna.Study) -> None:
+    """Close as FAILED the child runs of failed trials still open in MLflow (a process
+    killed mid-trial, here or on a worker, never closed its run)."""
     from ferry.tracking import Tracker
 
-    mc = Tracker(cfg, steps.root()).mc
-    try:
-        run = mc.get_run(run_id)
-    except Exception:  # deleted, or another store: start a new parent
+    tracker = Tracker(cfg, steps.root())
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and tracker.run_status(run_id) == "RUNNING":
+            tracker.run(run_id).tags({STATE_TAG: "failed"})
+            tracker.run(run_id).end(False)
+
+
+def _reopen(cfg: FerryConfig, run_id: str) -> bool:
+    """Reopen the study's parent run; False when the store no longer has it."""
+    from ferry.tracking import Tracker
+
+    tracker = Tracker(cfg, steps.root())
+    if tracker.run_status(run_id) is None:  # deleted, or another store: a new parent
         return False
-    if run.info.lifecycle_stage != "active":
-        return False
-    mc.update_run(run_id, status="RUNNING")
+    tracker.reopen(run_id)
     return True
 
 
-def deadline(cfg: FerryConfig, began: float) -> float | None:
-    """When trials must be done by: ``tune.timeout_s`` after the command began, less what
-    the report and the registration need."""
-    if cfg.tune.timeout_s is None:
-        return None
-    return began + cfg.tune.timeout_s - min(RESERVE_S, cfg.tune.timeout_s / 10)
+def context(cfg: FerryConfig, parent_id: str, source: PretrainedSource,
+            prepared: steps.Prepared, scratch: steps.Trained | None, began: float) -> Context:
+    """What every trial shares, with the deadline: ``tune.timeout_s`` after the command
+    began (``began``: epoch seconds), less what the report and the registration need."""
+    limit = cfg.tune.timeout_s
+    end = None if limit is None else began + limit - min(RESERVE_S, limit / 10)
+    return Context(parent_id=parent_id, source=source, prepared=prepared, scratch=scratch,
+                   deadline=end)
+
+
+def refuse(cfg: FerryConfig) -> None:
+    """What ``ferry tune`` cannot run, said before any work: a space whose values make
+    invalid configs, DDP trials, a spread search over a storage only this machine sees."""
+    from ferry.tuning.study import storage_url
+
+    space.check(cfg)
+    if cfg.distributed.world > 1:
+        raise FerryError("ferry tune runs each trial in one process: set distributed.nproc "
+                         "and distributed.nnodes to 1 (spread trials over workers with "
+                         "tune.deployment instead)")
+    if cfg.tune.deployment and storage_url(cfg, steps.root()).startswith("sqlite"):
+        raise FerryError("tune.deployment spreads trials over workers, which must share the "
+                         "study: set FERRY_TUNE_STORAGE (ferry stack up prints it) or "
+                         "tune.storage to the team's Postgres, not a local SQLite file")
 
 
 def prepare(cfg: FerryConfig, ctx: Context) -> int:
@@ -80,6 +106,7 @@ def prepare(cfg: FerryConfig, ctx: Context) -> int:
     from ferry.transfer.strategies import REGISTRY
     from ferry.transfer.training import budgeted
 
+    refuse(cfg)
     study = open_study(cfg, steps.root())
     if cfg.tune.baseline_first and not study.get_trials(deepcopy=False):
         resolved, _ = budgeted(cfg, ctx.prepared.rows["train"])
@@ -92,7 +119,11 @@ def prepare(cfg: FerryConfig, ctx: Context) -> int:
         if REGISTRY[name].cached_features:
             steps.extract_features(cfg.with_strategy(name), ctx.source, ctx.prepared)
             break
-    return max(0, cfg.tune.trials - finished(study))
+    done = finished(study, ctx.prepared.split_key)
+    if done < finished(study):
+        log.info("study %s: %d trials count toward --trials (its other trials were on "
+                 "another data version)", study.study_name, done)
+    return max(0, cfg.tune.trials - done)
 
 
 def optimize(cfg: FerryConfig, ctx: Context, n_trials: int) -> None:
@@ -111,7 +142,7 @@ def member(cfg: FerryConfig, ctx: Context) -> str:
     """One trial on a worker (a flow run of ``tune.deployment``), unless the study has all
     its trials finished or running already, or the deadline passed: what it did, in words."""
     study = open_study(cfg, steps.root())
-    if not wanted(cfg, study, ctx.deadline):
+    if not wanted(cfg, study, ctx.deadline, ctx.prepared.split_key):
         return "nothing to do: the study has its trials"
     # workers opening the study at the same moment would share a seed and draw the same
     # random point: Optuna reseeds each one as it does for its own parallel jobs
@@ -122,14 +153,18 @@ def member(cfg: FerryConfig, ctx: Context) -> str:
     return f"trial {ran[0].number}: {ran[0].state.name.lower()}" if ran else "no trial"
 
 
-def wanted(cfg: FerryConfig, study: optuna.Study, deadline: float | None) -> bool:
-    """Whether another trial should start: time is left, and the finished, running and
-    queued trials are fewer than ``tune.trials``."""
-    if deadline is not None and time.time() >= deadline:
+def wanted(cfg: FerryConfig, study: optuna.Study, deadline: float | None,
+           split_key: str | None = None) -> bool:
+    """Whether another trial should start: time is left (and no trial found too little of
+    it), and the finished, running and queued trials on this data version are fewer than
+    ``tune.trials``. Trials whose process stopped beating are failed (and queued) first."""
+    if deadline is not None and (time.time() >= deadline or
+                                 study.user_attrs.get(OUT_OF_TIME) == deadline):
         return False
+    fail_stale(study)
     busy = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,
                                                         TrialState.WAITING)))
-    return finished(study) + busy < cfg.tune.trials
+    return finished(study, split_key) + busy < cfg.tune.trials
 
 
 def best_trial(cfg: FerryConfig, split_key: str) -> FrozenTrial:
@@ -150,10 +185,15 @@ def register_best(cfg: FerryConfig, ctx: Context, version: DataVersion) -> dict:
     """Register the best trial's model from its own child run, with its receipts; a study
     run again whose best trial is already registered (under this model name) keeps that
     version instead of registering a copy."""
+    from ferry.tracking import Tracker
+
     best = best_trial(cfg, ctx.prepared.split_key)
     study = open_study(cfg, steps.root())
     done = study.user_attrs.get(REGISTERED, {})
-    if done.get("trial") == best.number and done.get("name") == cfg.tracking.model_name:
+    alias = cfg.tracking.alias
+    if (done.get("trial"), done.get("name"), done.get("alias")) == (
+            best.number, cfg.tracking.model_name, alias) and \
+            Tracker(cfg, steps.root()).registry.alias_version(alias) == done.get("version"):
         registered = steps.Registered(name=done["name"], version=done["version"],
                                       alias=done["alias"])
         log.info("trial %d is registered already: %s version %s", best.number,

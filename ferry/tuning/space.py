@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferry.config import FerryConfig, ParamSpace
+from pydantic import ValidationError
+
+from ferry.config import FerryConfig, ParamSpace, format_validation_error
 from ferry.config.loading import set_key
 from ferry.errors import ConfigError
 
@@ -37,8 +39,10 @@ def active(cfg: FerryConfig, key: str, spec: ParamSpace, strategy: str) -> bool:
 
     if key.startswith("train.") and not REGISTRY[strategy].trains:
         return False  # zero-shot trains nothing
-    low, high = _extremes(spec)
-    a, b = (with_values(cfg, {STRATEGY_KEY: strategy, key: v}) for v in (low, high))
+    try:
+        a, b = (with_values(cfg, {STRATEGY_KEY: strategy, key: v}) for v in _extremes(spec))
+    except ConfigError:  # an invalid value: drawn, so that ``check`` names it
+        return True
     policy_a, policy_b = (REGISTRY[strategy].build(c.strategy) for c in (a, b))
     return (policy_a.identity() != policy_b.identity()
             or policy_a.budget(a.train) != policy_b.budget(b.train))
@@ -81,9 +85,9 @@ def with_values(cfg: FerryConfig, values: dict[str, Any]) -> FerryConfig:
         set_key(tree, key.split("."), value, f"{key}={value}")
     try:
         return FerryConfig.model_validate(tree)
-    except ValueError as exc:
-        raise ConfigError(f"tune.space: the values {values} make an invalid config: "
-                          f"{exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"tune.space: the values {values} make an invalid config:\n"
+                          f"{format_validation_error(exc)}") from None
 
 
 def baseline(cfg: FerryConfig) -> dict[str, Any] | None:
@@ -105,3 +109,28 @@ def baseline(cfg: FerryConfig) -> dict[str, Any] | None:
            for k, v in values.items()):
         return None
     return values
+
+
+def check(cfg: FerryConfig) -> None:
+    """Every value the space can draw makes a valid config for each strategy that draws it
+    (choices, and both ends of a range), and every ``when`` names a strategy that can be
+    drawn: a space that would fail its trials one by one fails here, naming the key."""
+    names = strategies(cfg)
+    problems = []
+    for key, spec in cfg.tune.space.items():
+        if key == STRATEGY_KEY:
+            continue
+        if spec.when is not None and not set(spec.when) & set(names):
+            problems.append(f"tune.space: {key} is drawn only for {spec.when}, none of which "
+                            f"strategy.name can draw ({names})")
+        values = spec.choices if spec.choices is not None else list(_extremes(spec))
+        for strategy in (s for s in names if active(cfg, key, spec, s)):
+            for value in values:
+                try:
+                    with_values(cfg, {STRATEGY_KEY: strategy, key: value})
+                except ConfigError:
+                    problems.append(f"tune.space: {key}={value!r} is not a valid setting "
+                                    f"(with strategy.name={strategy}); narrow its range")
+                    break
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))

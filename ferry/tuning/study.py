@@ -104,7 +104,10 @@ def recover(study: optuna.Study) -> list[FrozenTrial]:
         name, _, pid = who.rpartition(":")
         if name != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # failed by another process's heartbeat check
+            continue
         frozen = study.get_trials(deepcopy=False)[trial.number]
         retry(study, frozen)
         failed.append(frozen)
@@ -121,10 +124,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def finished(study: optuna.Study) -> int:
-    """Trials that count toward ``--trials``: complete or pruned, and failed trials that
-    were not queued again (those count through their retry)."""
+def finished(study: optuna.Study, split_key: str | None = None) -> int:
+    """Trials that count toward ``--trials``: complete or pruned after training, and failed
+    trials that were not queued again (those count through their retry); with
+    ``split_key``, only those of that data version. A trial pruned before it trained (no
+    time left) does not count: its point is queued again."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
-    return sum(1 for t in trials if t.state in DONE or
-               (t.state == TrialState.FAIL and t.number not in retried))
+    return sum(1 for t in trials
+               if (split_key is None or t.user_attrs.get("split_key") == split_key)
+               and ((t.state in DONE and not _never_trained(t))
+                    or (t.state == TrialState.FAIL and t.number not in retried)))
+
+
+def _never_trained(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.PRUNED and not trial.intermediate_values
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Optuna's heartbeat check: trials whose process stopped beating are failed and queued
+    again once (it otherwise runs only when a trial starts)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)

@@ -25,6 +25,8 @@ from ferry.tuning.study import OWNER, owner
 
 log = logging.getLogger("ferry.tune")
 STATE_TAG = "optuna.trial.state"  # complete | pruned | failed, on the trial's child run
+PRUNED_BY = "ferry.pruned_by"  # trial user attr: pruner | time
+OUT_OF_TIME = "ferry.out_of_time"  # study user attr: the deadline a trial found too close
 
 
 class Context(BaseModel):
@@ -72,6 +74,7 @@ def _train(trial: optuna.Trial, child: FerryConfig, values: dict, ctx: Context) 
                                       on_epoch=_pruning(trial, child, ctx))
         except optuna.TrialPruned as exc:
             pruned = exc
+            trial.set_user_attr(PRUNED_BY, str(exc).split(":")[0])
             run.tags({STATE_TAG: "pruned", "ferry.pruned_by": str(exc)})
         except Exception as exc:
             run.tags({STATE_TAG: "failed"})
@@ -110,12 +113,15 @@ def _pruning(trial: optuna.Trial, child: FerryConfig,
     long as this trial's mean one, would end past the deadline."""
     monitor = f"val_{child.train.select_on}"
     planned, deadline = _planned_epochs(child, ctx.prepared.rows["train"]), ctx.deadline
-    began = time.time()
+    began, trained = time.time(), []
 
     def on_epoch(epoch: int, record: dict) -> None:
         value = float(record[monitor])
         trial.report(value, epoch)
-        per_epoch = (time.time() - began) / max(epoch, 1)
+        trained.append(float(record.get("epoch_seconds", 0.0)))
+        # wall time per epoch (validation included); a resumed trial replays its first
+        # epochs at once, so the loop's own epoch times are the floor
+        per_epoch = max((time.time() - began) / max(epoch, 1), sum(trained) / len(trained))
         trial.set_user_attr("epoch_seconds", per_epoch)
         if epoch >= planned:  # trained to the end: nothing left to save by stopping it
             return
@@ -151,7 +157,9 @@ def _fits_or_prune(trial: optuna.Trial, child: FerryConfig, ctx: Context) -> Non
         seen = [ctx.scratch.train_seconds / epochs]
     need = max(seen, default=0.0)
     if time.time() + need > ctx.deadline:
-        trial.set_user_attr("ferry.pruned_by", "time")
+        trial.set_user_attr(PRUNED_BY, "time")
+        trial.study.set_user_attr(OUT_OF_TIME, ctx.deadline)  # spread: no more launches
+        trial.study.enqueue_trial(trial.params, skip_if_exists=True)  # a later run tries it
         trial.study.stop()
         raise optuna.TrialPruned(f"time: an epoch of {strategy} (~{need:.0f} s) would end "
                                  "past the deadline; the search stops here")

@@ -18,7 +18,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState, create_trial
 
 from ferry.config import load_config
-from ferry.errors import ConfigError
+from ferry.errors import ConfigError, FerryError
 from ferry.tuning import space
 from ferry.tuning.study import (
     OWNER,
@@ -160,10 +160,15 @@ def test_with_values_refuses_a_value_the_config_refuses(cfg):
         space.with_values(cfg, {"model.dropout": 1.5})
 
 
-def _add(study: optuna.Study, state: TrialState, lr: float) -> int:
+def _add(study: optuna.Study, state: TrialState, lr: float, trained: bool = True,
+         split_key: str = "v1") -> int:
+    """A finished trial; a pruned one has epochs reported unless ``trained`` is false."""
     dist = {"train.lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    epochs = {1: 0.6} if state == TrialState.PRUNED and trained else {}
     study.add_trial(create_trial(state=state, params={"train.lr": lr}, distributions=dist,
-                                 value=0.7 if state == TrialState.COMPLETE else None))
+                                 value=0.7 if state == TrialState.COMPLETE else None,
+                                 intermediate_values=epochs,
+                                 user_attrs={"split_key": split_key}))
     return study.trials[-1].number
 
 
@@ -183,6 +188,10 @@ def test_finished_counts_a_failed_trial_through_its_retry():
     assert finished(study) == 3  # running
     study.tell(retry, 0.8)
     assert finished(study) == 4
+    _add(study, TrialState.PRUNED, 5e-3, trained=False)  # pruned before it trained (time)
+    assert finished(study) == 4
+    _add(study, TrialState.COMPLETE, 6e-3, split_key="v2")  # another data version
+    assert finished(study) == 5 and finished(study, "v2") == 1
 
 
 def _dead_pid() -> int:
@@ -285,3 +294,50 @@ def test_a_study_opened_again_draws_new_points_reproducibly(tmp_path):
     first = draws("replay")
     assert len(set(first)) == 3, first
     assert draws("again") == first  # the seed still makes a new study reproducible
+
+
+def _epoch_callback(deadline: float, epochs: int = 3):
+    """A trial's per-epoch callback (the one the training loop calls) on a fresh study."""
+    from types import SimpleNamespace
+
+    from ferry.tuning.trial import Context, _pruning
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    cfg = load_config(None, [f"train.epochs={epochs}"])
+    ctx = Context.model_construct(prepared=SimpleNamespace(rows={"train": 100}),
+                                  deadline=deadline)
+    return trial, _pruning(trial, cfg, ctx)
+
+
+def test_a_trial_is_pruned_when_its_next_epoch_would_end_past_the_deadline():
+    trial, on_epoch = _epoch_callback(time.time() + 3600)
+    on_epoch(1, {"val_accuracy": 0.7, "epoch_seconds": 5.0})  # an hour left: goes on
+    assert trial.study.trials[0].intermediate_values == {1: 0.7}
+    trial, on_epoch = _epoch_callback(time.time() + 2)
+    with pytest.raises(optuna.TrialPruned, match=r"^time: epoch 2 would end past"):
+        on_epoch(1, {"val_accuracy": 0.7, "epoch_seconds": 5.0})  # 5 s epochs, 2 s left
+    trial, on_epoch = _epoch_callback(time.time() - 1, epochs=1)
+    on_epoch(1, {"val_accuracy": 0.7, "epoch_seconds": 5.0})  # the last epoch: never pruned
+
+
+def test_refused_before_any_work(tmp_path, monkeypatch):
+    """What ``ferry tune`` cannot run fails in its first second, naming the keys."""
+    from ferry.tuning.search import refuse
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    with pytest.raises(ConfigError, match=r"train\.batch_size=0 is not a valid setting"):
+        refuse(load_config(None, ["tune.space={strategy.name: {choices: [full]}, "
+                                  "train.batch_size: {choices: [0, 16]}}"]))
+    with pytest.raises(ConfigError, match="drawn only for \\['lora'\\]"):
+        refuse(load_config(None, ["tune.space={strategy.name: {choices: [full]}, "
+                                  "strategy.lora.r: {choices: [4], when: [lora]}}"]))
+    with pytest.raises(FerryError, match=r"distributed\.nproc"):
+        refuse(load_config(None, ["distributed.nproc=2"]))
+    with pytest.raises(FerryError, match="FERRY_TUNE_STORAGE"):
+        refuse(load_config(None, ["tune.deployment=ferry-tune-trial/tune-trial"]))
+    with pytest.raises(ConfigError, match="must not hold a password") as err:
+        load_config(None, ["tune.storage=postgresql://ferry:s3cret@db/optuna"])
+    assert "s3cret" not in str(err.value)
+    refuse(load_config(None, []))  # the default space is fine
