@@ -1,34 +1,25 @@
 """Hyperparameter search: the Hugging Face Trainer's Optuna search vs ``ferry tune``.
 
-Three arms, one after another in one run, on the data split Ferry makes for the config
-(``prepared/<split_key>``; the Trainer reads the same CSVs), with the same trial budget:
+Three arms, one after another, on Ferry's split of the data, with the same trial budget:
 
-* ``trainer``: ``Trainer.hyperparameter_search(backend="optuna")`` with ``model_init``
-  (``AutoModelForSequenceClassification``), evaluation each epoch on the validation split.
+* ``trainer``: ``Trainer.hyperparameter_search(backend="optuna")``, validation each epoch.
 * ``ferry-same-space``: ``ferry tune`` over the same space, strategy fixed to ``full``.
 * ``ferry-full-space``: ``ferry tune`` over its default space (strategies and their knobs).
 
-The shared space: epochs 1-3, batch size {16, 32, 64}, and the learning rate. Ferry's full fine-tune
-trains the head at ``train.lr`` and the backbone at ``train.lr x strategy.backbone_lr_factor``; the
-Trainer has one rate. Decision: the Trainer's ``learning_rate`` is the *backbone's* (log-uniform
-[1e-5, 3e-4], the usual BERT fine-tuning range: ~all weights are backbone), Ferry's ``train.lr`` is
-drawn from [1e-4, 3e-3] with ``backbone_lr_factor`` fixed at 0.1: the same backbone rates; only
-Ferry's head learns 10x faster (its design). Both draw in the same order from the same sampler (TPE,
-seed 0, 4 random start-up trials; median pruner after 2), so their start-up trials match.
+The shared space: epochs 1-3, batch size {16, 32, 64}, the learning rate. Decision: the Trainer's
+one ``learning_rate`` is the backbone's (log-uniform [1e-5, 3e-4]); Ferry draws ``train.lr`` from
+[1e-4, 3e-3] with ``backbone_lr_factor`` 0.1: the same backbone rates, Ferry's head 10x faster (its
+design). Same sampler and order (TPE seed 0, 4 random start-up trials; median pruner after 2).
 
-Fairness: a trial scores its best epoch in both (Ferry keeps its best checkpoint; the Trainer's
-objective is ``BestSoFar``, whose running best its pruner sees too). The Trainer's pruner compares
-trials at equal global steps, not epochs: different batch sizes rarely meet, so it prunes less. Each
-keeps its own model defaults (Trainer: ``AutoModelForSequenceClassification``, [CLS] pooler; Ferry:
-mean pooling, head started at the zero-shot prototypes). Ferry: ``tune.baseline_first=false``
-(no free default-config trial), ``baseline=none`` (the scratch receipt is no part of a search) and
-its own experiment and model name (``ferry-bench-tuning``: the project's ``@challenger`` stays). Its
-``wall_s`` is the whole command (start-up, Prefect, test scoring and receipts per trial, registering
-the winner), ``search_s`` its "done in"; the Trainer's is ``hyperparameter_search``, which returns
-no test accuracy: the best config is trained again (same seed) and scored on the test split at its
-best validation epoch, outside its times (``--no-retrain`` skips that).
+Fairness: a trial scores its best epoch in both (the Trainer's objective is ``BestSoFar``, whose
+running best its pruner sees too); the Trainer's pruner compares trials at equal global steps, so
+it prunes less. Each keeps its own model defaults (Trainer: [CLS] pooler; Ferry: mean pooling,
+prototype-initialised head). Ferry runs without its free default-config trial and scratch receipt,
+under its own model name, and each arm trains into an empty checkpoint folder (no cached
+training). ``wall_s``: Ferry's whole command, the Trainer's ``hyperparameter_search``; the Trainer's
+best config is trained again for its test accuracy, outside its times (``--no-retrain``).
 
-    python benchmarks/tuning.py                           # ~1 h on 2 CPU cores, 12 trials
+    python benchmarks/tuning.py --trials 8                # ~40 min on 2 CPU cores
     python benchmarks/tuning.py --smoke --out /tmp/bench  # tiny BERT, 2 trials (CI)
 """
 
@@ -73,7 +64,6 @@ class Row:
     note: str = ""
 
 
-# ---- data -------------------------------------------------------------------------------
 
 def load_split(overrides: list[str]):
     """The config and Ferry's own split of its data (made here when ``ferry tune`` has not
@@ -91,7 +81,6 @@ def load_split(overrides: list[str]):
     return cfg, key, {n: splits.read_split(folder, n) for n in ("train", "validation", "test")}
 
 
-# ---- the Trainer ------------------------------------------------------------------------
 
 def encode(tokenizer, frame, cfg) -> list[dict]:
     """Token ids per row (truncated at ``model.max_length``; padding is the collator's)."""
@@ -208,11 +197,9 @@ def retrain_test(cfg, model_path: str, data: dict, folder: str, params: dict) ->
     return float(test[max(val, key=lambda e: (val[e], -e))])
 
 
-# ---- ferry tune -------------------------------------------------------------------------
 
 def run_ferry(arm: str, overrides: list[str], trials: int, log: Path) -> Row:
-    """``ferry tune`` as a user runs it (a subprocess, timed from start to exit); the figures
-    come from its printed summary, its whole output goes to ``log``."""
+    """``ferry tune`` as a user runs it (a timed subprocess); figures from its summary."""
     args = [FERRY, "tune", "--trials", str(trials)]
     for item in overrides:
         args += ["--set", item]
@@ -234,7 +221,6 @@ def run_ferry(arm: str, overrides: list[str], trials: int, log: Path) -> Row:
                float(done[1]), f"trial {best[1]} ({best[2]})")
 
 
-# ---- report -----------------------------------------------------------------------------
 
 def cell(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
@@ -249,9 +235,9 @@ def print_table(rows: list[Row]) -> list[str]:
         lines.append(f"{r.arm:<18}{r.trials:>7}{cell(r.best_val, '.4f'):>10}"
                      f"{cell(r.test_accuracy, '.4f'):>10}{r.pruned:>8}{r.wall_s:>9.1f}"
                      f"{cell(r.search_s, '.1f'):>10}  {r.note}")
-    base = rows[0]
-    for r in rows[1:]:
-        if r.best_val is None or base.best_val is None:
+    base = next((r for r in rows if r.arm == ARMS[0]), None)
+    for r in rows:
+        if base is None or r is base or r.best_val is None or base.best_val is None:
             continue
         search = f" (search {r.search_s / base.search_s:.2f}x)" if r.search_s and \
             base.search_s else ""
@@ -272,14 +258,8 @@ def write_results(rows: list[Row], lines: list[str], meta: dict, out: Path) -> l
         writer = csv.DictWriter(handle, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(stem.with_suffix(".json"))],
-                             cwd=ROOT, capture_output=True).returncode == 0
-    if not ignored and out.resolve().is_relative_to(ROOT):
-        print(f"note: {out} is not git-ignored", file=sys.stderr)
     return [stem.with_suffix(".json"), stem.with_suffix(".csv")]
 
-
-# ---- running ----------------------------------------------------------------------------
 
 def smoke_project() -> tuple[Path, list[str]]:
     """A temporary project as the tests build one: a tiny random BERT and 120 synthetic,
@@ -294,16 +274,42 @@ def smoke_project() -> tuple[Path, list[str]]:
     return folder, tiny_overrides(model, data.relative_to(folder))
 
 
-def main() -> None:
+def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=None, help="per arm (default 12; smoke 2)")
     parser.add_argument("--smoke", action="store_true", help="tiny BERT, 120 rows, 2 trials")
+    parser.add_argument("--arms", type=lambda s: s.split(","), default=list(ARMS),
+                        help=f"comma-separated, of {','.join(ARMS)} (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="extra config override for every arm")
     parser.add_argument("--no-retrain", action="store_true",
                         help="skip training the Trainer's best config again for its test accuracy")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _runners(args, cfg, source_path: str, data: dict, base: list[str], trials: int,
+             out: Path, started: str) -> dict:
+    """Each arm as a call; every Ferry arm trains into its own empty checkpoint folder, so
+    no arm reuses a training an earlier run left in the cache."""
+    ferry = [*base, *FERRY_COMMON]
+
+    def fresh(arm: str) -> str:
+        return f"paths.checkpoints=.ferry/bench-checkpoints/{started}-{arm}"
+
+    return {
+        ARMS[0]: lambda: run_trainer(cfg, source_path, data, trials, not args.no_retrain),
+        ARMS[1]: lambda: run_ferry(ARMS[1], [
+            *ferry, "strategy.name=full", f"strategy.backbone_lr_factor={BACKBONE_FACTOR}",
+            f"tune.space={SAME_SPACE}", f"tune.study=bench-{started}-same", fresh("same")],
+            trials, out / f"tuning-{started}-same-space.log"),
+        ARMS[2]: lambda: run_ferry(ARMS[2], [
+            *ferry, f"tune.study=bench-{started}-full", fresh("full")], trials,
+            out / f"tuning-{started}-full-space.log")}
+
+
+def main() -> None:
+    args = _parse()
     from ferry.env import apply_offline_defaults
 
     apply_offline_defaults()
@@ -325,22 +331,16 @@ def main() -> None:
           f"test {len(data['test'])}; {trials} trials per arm; model {source.name}; "
           f"backbone lr = train.lr x {BACKBONE_FACTOR}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    ferry = [*base, *FERRY_COMMON]
-    rows = [run_trainer(cfg, source.path, data, trials, not args.no_retrain),
-            run_ferry(ARMS[1], [*ferry, "strategy.name=full",
-                                f"strategy.backbone_lr_factor={BACKBONE_FACTOR}",
-                                f"tune.space={SAME_SPACE}", f"tune.study=bench-{started}-same"],
-                      trials, out / f"tuning-{started}-same-space.log"),
-            run_ferry(ARMS[2], [*ferry, f"tune.study=bench-{started}-full"], trials,
-                      out / f"tuning-{started}-full-space.log")]
+    runners = _runners(args, cfg, source.path, data, base, trials, out, started)
+    rows = [runners[name]() for name in args.arms]
+    shutil.rmtree(Path(".ferry") / "bench-checkpoints", ignore_errors=True)
     if args.smoke:  # the temporary project (the ferry logs are under --out)
         os.chdir(ROOT)
         shutil.rmtree(project, ignore_errors=True)
-    lines = print_table(rows)
     meta = {"started": started, "trials": trials, "smoke": args.smoke, "split_key": key,
             "overrides": base, "ferry_overrides": FERRY_COMMON, "same_space": SAME_SPACE,
             "backbone_lr_factor": BACKBONE_FACTOR}
-    for path in write_results(rows, lines, meta, out):
+    for path in write_results(rows, print_table(rows), meta, out):
         print(f"wrote {path}")
     if any(r.best_val is None for r in rows):
         sys.exit(1)

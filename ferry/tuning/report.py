@@ -22,12 +22,13 @@ PLOTS = {"optimization_history": "plot_optimization_history",
          "parallel_coordinate": "plot_parallel_coordinate"}
 
 
-def rows(study: optuna.Study) -> list[dict]:
-    """One row per trial: its number, state, score, test accuracy, strategy and values."""
+def rows(study: optuna.Study, strategy: str) -> list[dict]:
+    """One row per trial: its number, state, score, test accuracy, strategy (``strategy``
+    when the space does not draw it) and values."""
     out = []
     for t in study.get_trials(deepcopy=False):
         out.append({"trial": t.number, "state": t.state.name.lower(),
-                    "strategy": t.params.get("strategy.name", ""), "value": t.value,
+                    "strategy": t.params.get("strategy.name", strategy), "value": t.value,
                     "test_accuracy": t.user_attrs.get("test_accuracy"),
                     "epochs": len(t.intermediate_values),
                     "seconds": round(t.duration.total_seconds()) if t.duration else None,
@@ -85,7 +86,7 @@ def summarise(cfg: FerryConfig, parent_id: str, split_key: str) -> dict:
     """The trial table, plots and counts on the parent run; the counts and rows back. The
     best is the best complete trial on this data version (``split_key``)."""
     study = open_study(cfg, steps.root())
-    table = rows(study)
+    table = rows(study, cfg.strategy.name)
     files = write(study, Path(cfg.paths.reports) / "tunes" / parent_id)
     run = steps.run_log(cfg, parent_id)
     run.artifacts(files, "tune")

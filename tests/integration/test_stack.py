@@ -31,10 +31,12 @@ def _prefect(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProce
                           env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture
-def stack(tmp_path):
-    """A project folder (flows, tasks, prefect.yaml) with its own running stack."""
-    project = tmp_path / "proj"
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A project folder (flows, tasks, prefect.yaml) with its own running stack, started once
+    for the tests of this module that need one (each uses its own model data and names of
+    flow runs; they run in file order: the retrain test sees a fresh registry)."""
+    project = tmp_path_factory.mktemp("stack") / "proj"
     for part in ("flows", "tasks"):
         shutil.copytree(REPO / part, project / part,
                         ignore=shutil.ignore_patterns("__pycache__"))
@@ -253,6 +255,7 @@ def test_tune_spreads_trials_over_two_workers(stack, tiny_bert, tmp_path, monkey
     data = write_csv(project / "good.csv", review_rows(240))
     study_name = "spread-tune"
     overrides = [*tiny_overrides(tiny_bert, data), "shift.enabled=false",
+                 "tracking.model_name=tiny-tune",  # apart from the sweep's (shared stack)
                  "train.passes_per_epoch=6",  # a full trial: some seconds, so two overlap
                  TUNE_SPACE, "tune.deployment=ferry-tune-trial/tune-trial",
                  "tune.concurrency=2", f"tune.study={study_name}"]
@@ -311,7 +314,7 @@ def test_tune_spreads_trials_over_two_workers(stack, tiny_bert, tmp_path, monkey
         assert child.info.status == "FINISHED"
     best = max((t for t in trials if t.state == TrialState.COMPLETE),
                key=lambda t: (t.value, -t.number))
-    version = mc.get_model_version_by_alias("tiny", "challenger")
+    version = mc.get_model_version_by_alias("tiny-tune", "challenger")
     assert version.run_id == best.user_attrs["mlflow_run_id"]
     assert mc.get_run(parent).data.tags["ferry.registered_version"] == version.version
 
@@ -384,6 +387,18 @@ def _drifted_batch_starts_a_retrain(project: Path, running, env: dict,
     assert run.parameters["overrides"] == [*overrides, "monitor.on_drift=retrain"]
     assert "against tiny v" in run.parameters["reason"] and \
         "DRIFT: MMD^2" in run.parameters["reason"] and "plots.csv" in run.parameters["reason"]
+    _cancel(running, run)  # the stack serves the next test: no retrain left to run there
+
+
+def _cancel(running, run) -> None:
+    """Cancel a flow run: at once when no worker has it yet, else through its worker."""
+    from prefect.states import Cancelled, Cancelling
+
+    with _prefect_api(running) as client:
+        state = client.read_flow_run(run.id).state
+        if state is not None and not state.is_final():
+            client.set_flow_run_state(run.id, Cancelling() if state.is_running()
+                                      else Cancelled(), force=True)
 
 
 def _retrain_run(running, flow_run_name: str, timeout: float = 480, final: bool = True):
