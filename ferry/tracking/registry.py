@@ -110,8 +110,15 @@ class Registry:
 
     def set_alias(self, alias: str, version: str) -> None:
         """Point ``alias`` at ``version``: one registry write, the only one that changes what
-        ``models:/name@alias`` serves."""
-        self.mc.set_registered_model_alias(self.name, alias, version)
+        ``models:/name@alias`` serves. MLflow's SQL store inserts an alias's first row without
+        a lock, so two processes creating the same alias at once collide on its unique key:
+        the loser writes again (now an update), and the last write wins as it always does."""
+        try:
+            self.mc.set_registered_model_alias(self.name, alias, version)
+        except mlflow.exceptions.MlflowException as exc:
+            if "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+                raise
+            self.mc.set_registered_model_alias(self.name, alias, version)
 
     def tagged_versions(self, key: str) -> dict[str, str]:
         """``{version: tag value}`` of the versions carrying tag ``key``."""

@@ -42,7 +42,9 @@ def test_tuning_benchmark_smoke(tmp_path, cli_env):
             and line.split()[0] in arms}
     assert set(rows) == set(arms), lines
     for arm in arms:
-        trials, best_val, wall = int(rows[arm][1]), float(rows[arm][2]), float(rows[arm][5])
-        assert trials == 2 and 0 <= best_val <= 1 and wall > 0, rows[arm]
+        trials, wall = int(rows[arm][1]), float(rows[arm][5])
+        assert trials == 2 and wall > 0, rows[arm]
+    for arm in arms[1:]:  # Ferry's searches learn the learnable rows (12 validation: chance 0.5)
+        assert float(rows[arm][2]) >= 0.75, rows[arm]
     assert sum(line.startswith("ratio ferry-") for line in lines) == 2, lines
     assert len(list(tmp_path.glob("tuning-*.json"))) == 1, list(tmp_path.iterdir())
