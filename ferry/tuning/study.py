@@ -20,6 +20,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from ferry.config import FerryConfig
+from ferry.stack.processes import alive
 
 STORAGE_ENV = "FERRY_TUNE_STORAGE"
 OWNER = "ferry.owner"  # user attr: host:pid of the process running the trial
@@ -102,7 +103,7 @@ def recover(study: optuna.Study) -> list[FrozenTrial]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = str(trial.user_attrs.get(OWNER, ""))
         name, _, pid = who.rpartition(":")
-        if name != host or not pid.isdigit() or _alive(int(pid)):
+        if name != host or not pid.isdigit() or alive(int(pid)):
             continue
         try:
             study.tell(trial.number, state=TrialState.FAIL)
@@ -112,16 +113,6 @@ def recover(study: optuna.Study) -> list[FrozenTrial]:
         retry(study, frozen)
         failed.append(frozen)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def finished(study: optuna.Study, split_key: str | None = None) -> int:
