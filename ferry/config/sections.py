@@ -85,12 +85,19 @@ class TrainConfig(_Strict):
     # Also checkpoint every this many steps inside an epoch: a kill then loses at most that
     # many steps (null: checkpoints at epoch ends only, a kill loses at most one epoch).
     checkpoint_every: int | None = Field(None, ge=1)
+    # Gradient clipping by global norm before every optimizer step (standard for fine-tuning,
+    # the Trainer's default too); null: no clipping. It changes what is learned.
+    max_grad_norm: float | None = Field(1.0, gt=0)
     # Speed (see README, Performance): none of these changes what is learned, within noise.
     fast: bool = True  # data kept padded on the training device, batches assembled there
     compile: Literal["auto", "on", "off"] = "auto"  # torch.compile; auto = on a GPU
     compile_width_multiple: int = Field(32, ge=1)  # compiled: widths round up to this
     compile_mode: Literal["default", "reduce-overhead", "max-autotune",
                           "max-autotune-no-cudagraphs"] = "default"
+    # Padding-free batches (docs/performance.md): each training batch's texts flattened into
+    # one row of real tokens, attention kept inside each text. auto: on a GPU, for a backbone
+    # that takes position ids and a 4-D attention mask; on: wherever the backbone does.
+    packing: Literal["auto", "on", "off"] = "auto"
 
 
 class DistributedConfig(_Strict):

@@ -82,7 +82,12 @@ class TextClassifier(nn.Module):
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled features of a batch (the modality-independent entry point): one row per
-        text, its windows pooled when the batch is of chunked texts (``doc``)."""
+        text, its windows pooled when the batch is of chunked texts (``doc``), its tokens
+        when the batch is packed (``seq``, ``ferry.models.packed``)."""
+        if "seq" in batch:
+            from ferry.models import packed
+
+            return packed.features(self, batch)
         feats = self.features(batch["input_ids"], batch["attention_mask"])
         if "doc" in batch:
             return self.head.pool_windows(feats, batch["doc"], len(batch["labels"]))

@@ -64,7 +64,7 @@ def collate(enc: Encoded, index: torch.Tensor, multiple: int = 8) -> dict[str, t
         ids[row, : end - start] = enc.ids[start:end]
         mask[row, : end - start] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": enc.labels[index],
-            "index": index}
+            "lengths": enc.lengths[index], "index": index}
 
 
 @dataclass
@@ -112,7 +112,7 @@ def resident_batches(res: Resident, batch_size: int, seed: int | None,
         width = min(res.ids.shape[1], _round_up(int(res.lengths[index].max()), multiple))
         mask = (positions[:width] < res.device_lengths[rows, None]).long()
         yield {"input_ids": res.ids[rows, :width], "attention_mask": mask,
-               "labels": res.labels[rows], "index": index}
+               "labels": res.labels[rows], "lengths": res.lengths[index], "index": index}
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ferry.config import TrainConfig
-from ferry.transfer import budget, parallel
+from ferry.transfer import budget, packing, parallel
 from ferry.transfer.checkpoint import Checkpointer
 from ferry.transfer.objective import partial_loss
 
@@ -38,6 +38,9 @@ class FitResult:
     seconds: float = 0.0
     stopped_early: bool = False
     out_of_time: bool = False  # stopped by train.time_budget_s
+    # How it ran (device, autocast dtype, compiled, packed, data on the device, clipping):
+    # receipts that a GPU run engaged the fast paths (benchmarks/gpu_check.py reads them).
+    runtime: dict = field(default_factory=dict)
 
 
 log = logging.getLogger("ferry.train")
@@ -110,8 +113,9 @@ def add_groups(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.Lambd
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Tensors already on ``device`` (resident data) are returned as they are."""
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    """Tensors already on ``device`` (resident data) are returned as they are; host-side
+    ``lengths`` (what packing reads) stay behind."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "lengths"}
 
 
 @dataclass
@@ -126,6 +130,7 @@ class Runner:
     shapes: int
     custom_loss: bool
     mode: str = "default"
+    packing: bool = False  # train.packing: batches flattened to their real tokens
     module: nn.Module = field(init=False)
 
     def __post_init__(self) -> None:
@@ -160,10 +165,12 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     sched = warmup_linear(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     result = FitResult(best_epoch=0, best_metric=-math.inf)
     start, partial = _resume(ckpt, model, opt, sched, result, hooks)
+    packs = packing.enabled(cfg, model, device, custom_loss=loss_fn is not None)
     runner = Runner(model, world, device, compiling(cfg, device),
-                    shapes=-(-cfg_max_width(model) // cfg.compile_width_multiple),
-                    custom_loss=loss_fn is not None, mode=cfg.compile_mode)
+                    shapes=_shapes(cfg, model, packs), custom_loss=loss_fn is not None,
+                    mode=cfg.compile_mode, packing=packs)
     writer = ckpt if world.main else None  # the other ranks read checkpoints, never write
+    result.runtime = _runtime(runner, cfg)
 
     def snapshot(epoch: int, part: dict | None = None) -> dict:
         return _state(epoch, model, opt, sched, result, hooks, extra_state, part)
@@ -199,6 +206,13 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
         writer.load_best(model)
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _runtime(runner: Runner, cfg: TrainConfig) -> dict:
+    return {"device": str(runner.device), "world_size": runner.world.size,
+            "autocast": "bf16" if runner.device.type == "cuda" else "off",
+            "compiled": runner.compile and not runner.custom_loss, "packed": runner.packing,
+            "max_grad_norm": cfg.max_grad_norm or 0.0}
 
 
 def _patience_spent(cfg: TrainConfig, result: FitResult, epoch: int, monitor: str,
@@ -246,6 +260,15 @@ def _state(epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
             **({"strategy": hooks.state()} if hooks else {})}
 
 
+def _shapes(cfg: TrainConfig, model: nn.Module, packs: bool) -> int:
+    """How many input shapes a compiled graph may see: padded widths bucketed by
+    ``compile_width_multiple``, or packed token counts (about 8 buckets per doubling)."""
+    widths = -(-cfg_max_width(model) // cfg.compile_width_multiple)
+    if not packs:
+        return widths
+    return 8 * (cfg.batch_size * cfg_max_width(model)).bit_length()
+
+
 def cfg_max_width(model: nn.Module) -> int:
     """The widest text batch the model takes (for the compiled-shape budget); 1 for images."""
     config = getattr(getattr(model, "encoder", None), "config", None)
@@ -283,6 +306,8 @@ def _local(batch: dict, runner: Runner, local_size: int) -> tuple[dict, float]:
     share = parallel.rows(local) * world.size / parallel.rows(batch)
     if runner.compile:
         local = parallel.pad_rows(local, local_size)
+    if runner.packing:
+        local = packing.flatten(local, 8 if runner.device.type == "cuda" else 1)
     return local, share
 
 
@@ -305,6 +330,7 @@ def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                disable=None if world.main else True)
     skip = done
+    params = [p for group in opt.param_groups for p in group["params"]]
     for batch in bar:
         if skip:
             skip -= 1
@@ -317,6 +343,8 @@ def _epoch(runner: Runner, batches: Iterable[dict], steps: int, opt: torch.optim
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss, aux = loss_fn(runner.module, to_device(local, device))
         (loss * share if share != 1 else loss).backward()
+        if cfg.max_grad_norm:  # (no host sync: the clip factor stays on the device)
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)

@@ -36,6 +36,7 @@ class Completion(BaseModel):
     history: list[dict[str, float]] = []
     train_rows: int = 0  # labelled examples in the training split
     long_text: dict[str, Any] = {}  # long_text.Plan: resolved mode, why, cut figures
+    runtime: dict[str, Any] = {}  # loop.FitResult.runtime, plus whether the data was resident
 
     def write(self, folder: Path) -> Path:
         text = json.dumps(self.model_dump(mode="json"), indent=2)

@@ -43,7 +43,7 @@ EPOCH_KEYS = ("val_accuracy", "val_macro_f1", "val_loss")
 # Settings that change how fast training runs, not what it learns: a checkpoint made with
 # one of them resumes under another (and under any number of DDP processes).
 SPEED_KEYS = {"resume", "log_every", "device", "fast", "compile", "compile_width_multiple",
-              "compile_mode", "checkpoint_every"}
+              "compile_mode", "checkpoint_every", "packing"}
 
 
 def budgeted(cfg: FerryConfig, n_train: int) -> tuple[FerryConfig, Budget]:
@@ -130,7 +130,8 @@ def train(cfg: FerryConfig, source: PretrainedSource, split_dir: Path, split_key
                       trainable_params=strategies.trainable_params(model),
                       resumed_from=result.resumed_from, resumed_step=result.resumed_step,
                       world_size=worker.size, history=result.history,
-                      train_rows=n_train, long_text=plan.model_dump() if plan else {})
+                      train_rows=n_train, long_text=plan.model_dump() if plan else {},
+                      runtime=result.runtime)
     if worker.main:  # in a torchrun job rank 0 alone exports
         model.cpu()
         mod.save(model, tokenizer, cfg, folder / "model",
@@ -164,6 +165,7 @@ def _fit(cfg: FerryConfig, policy: strategies.Strategy, source: PretrainedSource
                      {"config": cfg.to_yaml()}, report, monitor=monitor(cfg), hooks=hooks,
                      loss_fn=_loss_fn(cfg, policy, tokenizer, device),
                      objective=objective.for_run(cfg, targets, model.head))
+        result.runtime["resident"] = batches.resident
     else:
         result = _no_training(cfg, policy, model, tokenizer, validate, device, report)
     return result, model, tokenizer, mod, n_train, _tuned(layout_of(cfg), validate, net)
@@ -236,13 +238,16 @@ def _inputs(cfg: FerryConfig, mod, policy: strategies.Strategy, model, tokenizer
     data = mod.splits(cfg, tokenizer, source, split_dir, split_key)
     labels = data["validation"].labels
     multiple = cfg.train.compile_width_multiple if compiling(cfg.train, device) else None
+    resident = False
     if cfg.train.fast:  # the splits training reads every epoch live on the device
-        data = {**data, "train": mod.resident(data["train"], device, multiple),
-                "validation": mod.resident(data["validation"], device)}
+        kept = mod.resident(data["train"], device, multiple)
+        resident = kept is not data["train"]
+        data = {**data, "train": kept, "validation": mod.resident(data["validation"], device)}
 
     def make(split: str, bs: int, seed: int | None):
         return mod.batches(data[split], bs, seed, device, multiple if split == "train" else None)
 
+    make.resident = resident  # a receipt of the fast path (Completion.runtime)
     return _setup(model, make, len(data["train"]), labels, cfg, device)
 
 
@@ -331,6 +336,7 @@ def _setup(net, make: Callable, n_train: int, val_labels: torch.Tensor, cfg: Fer
         return _val_scores(*logits(model), layout_of(cfg))
 
     validate.logits = logits  # the multi-label thresholds are tuned on the same scores
+    batches.resident = getattr(make, "resident", False)
     return net, batches, -(-n_train // bs) * passes, validate, n_train
 
 
