@@ -1,12 +1,12 @@
 """The model side of padding-free batches: attention inside each text, pooling per text.
 
-A packed batch (``ferry.transfer.packing``) is one row of real tokens with ``position_ids``
+A packed batch (``ferry.transfer.packing``) is rows of real tokens with ``position_ids``
 restarting at every text and ``seq`` naming each token's text. The encoder gets explicit
 position ids (learned absolute positions then match the padded run's) and a 4-D boolean
 mask that lets a token see only tokens of its own text, causal too for decoders. This is the
 one attention path every transformers backbone with a 4-D-mask API takes through SDPA (no
-flash-attn wheel, no per-family code); its cost is attention over the whole packed row,
-which at short lengths is small beside the matmuls the removed pad tokens saved
+flash-attn wheel, no per-family code); its cost is attention over each whole packed row
+(128 tokens), small beside the matmuls the removed pad tokens saved
 (docs/performance.md has the measurement and the reasons for not using nested tensors).
 """
 
@@ -47,11 +47,11 @@ def causal(encoder: nn.Module) -> bool:
 
 
 def mask(seq: torch.Tensor, is_causal: bool) -> torch.Tensor:
-    """1 x 1 x T x T booleans: True where a token may attend (same text, and not ahead)."""
-    allowed = seq[:, None] == seq[None, :]
+    """R x 1 x S x S booleans: True where a token may attend (same text, and not ahead)."""
+    allowed = seq[:, :, None] == seq[:, None, :]
     if is_causal:
-        allowed = allowed & torch.ones_like(allowed).tril()
-    return allowed[None, None]
+        allowed = allowed & torch.ones_like(allowed[0]).tril()
+    return allowed[:, None]
 
 
 def features(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -62,10 +62,9 @@ def features(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     kwargs = {"input_ids": ids, "position_ids": batch["position_ids"],
               "attention_mask": mask(seq, causal(base))}
     if hasattr(getattr(base, "embeddings", None), "token_type_embeddings"):
-        # BERT-likes default to a buffer that stops at max positions (a packed row is longer);
-        # GPT-2 would add its word embedding of id 0 for explicit token types, so not there
-        kwargs["token_type_ids"] = torch.zeros_like(ids)
-    states = model.encoder(**kwargs).last_hidden_state[0]
+        kwargs["token_type_ids"] = torch.zeros_like(ids)  # (GPT-2 would embed explicit ones)
+    states = model.encoder(**kwargs).last_hidden_state
+    states, seq = states.reshape(-1, states.shape[-1]), seq.reshape(-1)
     n = len(batch["starts"])
     if model.pooling == "cls":
         return states[batch["starts"]]

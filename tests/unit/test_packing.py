@@ -65,7 +65,8 @@ def test_packed_step_equals_padded(kind, pooling):
     batch = collate(enc, torch.arange(len(enc)), multiple=8)
     flat = packing.flatten(batch, multiple=8)
     assert flat["input_ids"].shape == (1, packing.bucket(sum(LENGTHS), 8))
-    assert flat["input_ids"].shape[1] < batch["input_ids"].numel()  # no pad tokens computed
+    assert flat["input_ids"].numel() < batch["input_ids"].numel()  # fewer tokens computed
+    assert int((flat["seq"] < len(LENGTHS)).sum()) == sum(LENGTHS)  # each real token once
     logits, loss, grads = _step(model, batch)
     p_logits, p_loss, p_grads = _step(model, flat)
     torch.testing.assert_close(p_logits, logits, atol=1e-5, rtol=1e-4)
@@ -75,16 +76,38 @@ def test_packed_step_equals_padded(kind, pooling):
         torch.testing.assert_close(p_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_texts_packed_into_several_rows(kind):
+    """Longer texts fill several 128-token rows; attention stays inside each text."""
+    model = TextClassifier(_encoder(kind), 3, "mean", 0.0)
+    lengths = [60, 50, 45, 30, 20, 12, 9]
+    enc = _data(lengths)
+    batch = collate(enc, torch.arange(len(enc)))
+    flat = packing.flatten(batch)
+    assert flat["input_ids"].shape == (2, 128)  # 226 tokens, not 7 x 60 = 420
+    logits, loss, grads = _step(model, batch)
+    p_logits, p_loss, p_grads = _step(model, flat)
+    torch.testing.assert_close(p_logits, logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(p_loss, loss, atol=1e-6, rtol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(p_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_places_fill_rows_first_fit_decreasing():
+    where = packing.places([100, 60, 50, 30, 28], 128)
+    assert where == [(0, 0), (1, 0), (1, 60), (2, 0), (0, 100)]
+
+
 def test_flatten_lays_rows_end_to_end():
     enc = _data([2, 3])
     batch = collate(enc, torch.tensor([1, 0]), multiple=4)
     flat = packing.flatten(batch)
     assert flat["input_ids"][0].tolist() == enc.ids[2:5].tolist() + enc.ids[0:2].tolist()
     assert flat["position_ids"][0].tolist() == [0, 1, 2, 0, 1]
-    assert flat["seq"].tolist() == [0, 0, 0, 1, 1] and flat["starts"].tolist() == [0, 3]
+    assert flat["seq"][0].tolist() == [0, 0, 0, 1, 1] and flat["starts"].tolist() == [0, 3]
     assert "attention_mask" not in flat and "lengths" not in flat
     filled = packing.flatten(batch, multiple=8)
-    assert filled["seq"].tolist()[5:] == [2, 2, 2]  # filler: a text of its own
+    assert filled["seq"][0].tolist()[5:] == [2, 2, 2]  # filler: a text of its own
 
 
 def test_bucket_bounds_the_shapes():
