@@ -75,19 +75,32 @@ def _minutes(cfg: FerryConfig, trained: steps.Trained, features: str | None) -> 
 
 
 def workers(cfg: FerryConfig, source: PretrainedSource) -> int:
-    """How many strategy runs may train at once (see SweepConfig.concurrency)."""
+    """How many strategy runs may train at once (see SweepConfig.concurrency).
+
+    ``auto`` on a GPU is one: the runs would be threads sharing one device and its one
+    default stream (kernels queue behind each other, no overlap), ``torch.compile`` is not
+    thread-safe, and every run reseeds the process's one global generator. On a CPU, as
+    many as fit in the available memory, at most one per 4 cores (they share the cores).
+    """
     if cfg.sweep.concurrency != "auto":
         return int(cfg.sweep.concurrency)
     import psutil
     import torch
 
-    params = sum(f.stat().st_size for f in Path(source.path).glob("*.safetensors"))
-    need = 4 * params + (1 << 30)  # weights, grads, two Adam moments + activations headroom
     if torch.cuda.is_available() and cfg.train.device != "cpu":
-        free, cap = torch.cuda.mem_get_info()[0], len(sweep_strategies(cfg))
-    else:
-        free, cap = psutil.virtual_memory().available, max(1, (os.cpu_count() or 1) // 4)
-    return max(1, min(cap, len(sweep_strategies(cfg)), free // need))
+        return 1
+    need = 4 * weight_bytes(source) + (1 << 30)  # weights, grads, two Adam moments + headroom
+    cap = max(1, (os.cpu_count() or 1) // 4)
+    return max(1, min(cap, len(sweep_strategies(cfg)), psutil.virtual_memory().available // need))
+
+
+def weight_bytes(source: PretrainedSource) -> int:
+    """Size of the pretrained weights: the safetensors of a text model's folder, or the one
+    weights file of an image source (its ``path`` is that file)."""
+    path = Path(source.path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.glob("*.safetensors"))
 
 
 def compare(cfg: FerryConfig, parent_id: str, results: list[StrategyResult]) -> dict:

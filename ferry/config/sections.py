@@ -90,7 +90,7 @@ class TrainConfig(_Strict):
     max_grad_norm: float | None = Field(1.0, gt=0)
     # Speed (see README, Performance): none of these changes what is learned, within noise.
     fast: bool = True  # data kept padded on the training device, batches assembled there
-    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile; auto = on a GPU
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile; auto = GPU, long runs
     compile_width_multiple: int = Field(32, ge=1)  # compiled: widths round up to this
     compile_mode: Literal["default", "reduce-overhead", "max-autotune",
                           "max-autotune-no-cudagraphs"] = "default"
@@ -144,8 +144,9 @@ class SweepConfig(_Strict):
     ``train.select_on`` wins.
 
     ``strategies``: null = every registered strategy that applies to the data's modality.
-    ``concurrency``: how many strategy runs train at once; ``auto`` = as many as fit in free
-    (GPU or host) memory, and on a CPU at most one per 4 cores (they share the cores).
+    ``concurrency``: how many strategy runs train at once; ``auto`` = one on a GPU (threads
+    on one device would share its stream, and compile is not thread-safe), on a CPU as many
+    as fit in free host memory, at most one per 4 cores (they share the cores).
     """
 
     strategies: list[StrategyName] | None = Field(None, min_length=1)

@@ -115,16 +115,20 @@ def load_tokenizer(folder: str | Path, trust_remote_code: bool = False) -> Any:
 def load_encoder(folder: str | Path, pretrained: bool = True,
                  trust_remote_code: bool = False) -> nn.Module:
     """The backbone with pretrained weights (safetensors only), or randomly initialised.
-    Code inside the folder runs only with ``trust_remote_code`` (``model.trust_remote_code``)."""
+    Code inside the folder runs only with ``trust_remote_code`` (``model.trust_remote_code``).
+
+    Always in float32: transformers 5 builds a model in its config's dtype, so a bf16/fp16
+    checkpoint would train without fp32 master weights (bf16 autocast does the fast part)
+    and an exported model would load its fp32 weights into bf16 parameters."""
     from transformers import AutoConfig, AutoModel
 
     if pretrained:
         return AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
                                          trust_remote_code=trust_remote_code,
-                                         attn_implementation="sdpa")
+                                         attn_implementation="sdpa", dtype=torch.float32)
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True,
                                         trust_remote_code=trust_remote_code)
-    return AutoModel.from_config(config, attn_implementation="sdpa")
+    return AutoModel.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
 
 
 def build(folder: str | Path, num_labels: int, cfg: ModelConfig,

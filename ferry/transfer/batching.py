@@ -76,7 +76,7 @@ class Resident:
     batch widths come from host-side lengths, so assembling a batch never waits for the GPU.
     """
 
-    ids: torch.Tensor  # N x L on the device
+    ids: torch.Tensor  # N x L int32 on the device (half of int64; embeddings take either)
     lengths: torch.Tensor  # N, on the host (widths without a device sync)
     device_lengths: torch.Tensor  # N, on the device (masks)
     labels: torch.Tensor  # N, on the device
@@ -86,10 +86,10 @@ class Resident:
         """Pad to the longest text rounded up to ``multiple`` (the widest batch's width)."""
         lengths = enc.lengths
         width = _round_up(max(1, int(lengths.max()) if len(lengths) else 1), multiple)
-        ids = torch.full((len(enc), width), enc.pad_id, dtype=torch.int64)
+        ids = torch.full((len(enc), width), enc.pad_id, dtype=torch.int32)
         rows = torch.repeat_interleave(torch.arange(len(enc)), lengths)
         cols = torch.arange(len(enc.ids)) - torch.repeat_interleave(enc.offsets[:-1], lengths)
-        ids[rows, cols] = enc.ids.long()
+        ids[rows, cols] = enc.ids.to(torch.int32)
         return cls(ids.to(device), lengths, lengths.to(device), enc.labels.to(device))
 
     def __len__(self) -> int:
@@ -163,11 +163,14 @@ class Pixels:
 
 def fits_on(device: torch.device, nbytes: int, share: float = 0.25) -> bool:
     """Whether a split of ``nbytes`` may live on ``device``: always on the CPU, on a GPU when
-    it takes at most ``share`` of the free memory (the model and activations need the rest)."""
+    it takes at most ``share`` of the free memory (the model and activations need the rest).
+    Blocks PyTorch's caching allocator holds but no tensor uses count as free: the driver
+    sees them as taken, yet the split's tensors would be placed in them first."""
     if device.type != "cuda":
         return True
     free, _ = torch.cuda.mem_get_info(device)
-    return nbytes <= share * free
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return nbytes <= share * (free + cached)
 
 
 def image_batches(data: Pixels, batch_size: int, seed: int | None) -> Iterator[dict]:

@@ -74,3 +74,26 @@ class Checkpointer:
         model.load_state_dict(load_file(str(path)))
         return True
 
+
+
+def rng_state() -> dict[str, Any]:
+    """The CPU generator's state, and this process's GPU's (not every visible GPU's: a
+    resume on a host with fewer GPUs could not restore those)."""
+    state: dict[str, Any] = {"rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state(torch.cuda.current_device())
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` saved. Older checkpoints hold a list (one state per GPU
+    of the saving host): as many as this host has are restored, the rest dropped."""
+    torch.set_rng_state(state["rng"])
+    saved = state.get("cuda_rng")
+    if saved is None or not torch.cuda.is_available():
+        return
+    if torch.is_tensor(saved):
+        torch.cuda.set_rng_state(saved, torch.cuda.current_device())
+        return
+    for index, one in enumerate(saved[:torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(one, index)

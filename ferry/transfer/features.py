@@ -12,7 +12,7 @@ from ferry.data.splits import SPLITS
 from ferry.models.meta import ModelMeta
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import cache, inference, long_text, modality, strategies
-from ferry.transfer.loop import resolve_device
+from ferry.transfer.runtime import resolve_device
 
 
 class Backbone:

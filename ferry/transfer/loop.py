@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,8 +21,10 @@ from tqdm.auto import tqdm
 
 from ferry.config import TrainConfig
 from ferry.transfer import budget, packing, parallel
-from ferry.transfer.checkpoint import Checkpointer
+from ferry.transfer.checkpoint import Checkpointer, restore_rng, rng_state
 from ferry.transfer.objective import partial_loss
+from ferry.transfer.runtime import Runner, resolve_device
+from ferry.transfer.runtime import compiling as compiling  # (re-export: benchmarks import it)
 
 
 @dataclass
@@ -54,29 +55,6 @@ class Hooks(Protocol):
     def start_epoch(self, epoch: int) -> list[dict]: ...
     def restore(self, state: dict) -> list[dict]: ...
     def state(self) -> dict: ...
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU (with denormals flushed: much faster).
-
-    Inside a torchrun job each process takes the GPU of its local rank. On a GPU, fp32
-    matmuls may use TF32 and cuDNN picks its fastest kernels (image shapes are fixed).
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        torch.set_flush_denormal(True)
-        return torch.device("cpu")
-    torch.set_float32_matmul_precision("high")
-    torch.backends.cudnn.benchmark = True
-    local = os.environ.get("LOCAL_RANK")
-    return torch.device("cuda", int(local)) if local is not None else torch.device(name)
-
-
-def compiling(cfg: TrainConfig, device: torch.device) -> bool:
-    """``train.compile``: auto compiles on a GPU only (on a CPU the compile time is rarely
-    paid back by a fine-tune of a few minutes)."""
-    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
 
 
 def make_optimizer(groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
@@ -118,33 +96,6 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "lengths"}
 
 
-@dataclass
-class Runner:
-    """What runs a training step: the model, wrapped in DDP (several processes) and
-    compiled (``train.compile``), rebuilt when a strategy unfreezes more of it."""
-
-    net: nn.Module
-    world: parallel.World
-    device: torch.device
-    compile: bool
-    shapes: int
-    custom_loss: bool
-    mode: str = "default"
-    packing: bool = False  # train.packing: batches flattened to their real tokens
-    module: nn.Module = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.rebuild()
-
-    def rebuild(self) -> None:
-        if self.custom_loss:  # a custom loss calls the model's parts itself: run it plain
-            self.module = self.net
-            return
-        module = parallel.wrap(self.net, self.world, self.device)
-        self.module = parallel.compiled(module, self.shapes, self.mode) if self.compile \
-            else module
-
-
 def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[dict]],
         steps_per_epoch: int, validate: Callable[[nn.Module], dict[str, float]],
         cfg: TrainConfig, ckpt: Checkpointer | None, extra_state: dict | None = None,
@@ -159,18 +110,15 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     epoch and, with ``train.checkpoint_every``, every that many steps inside one.
     """
     device = resolve_device(cfg.device)
-    world = parallel.current()
     model.to(device)
     opt = make_optimizer(groups, device)
     sched = warmup_linear(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     result = FitResult(best_epoch=0, best_metric=-math.inf)
     start, partial = _resume(ckpt, model, opt, sched, result, hooks)
-    packs = packing.enabled(cfg, model, device, custom_loss=loss_fn is not None)
-    runner = Runner(model, world, device, compiling(cfg, device),
-                    shapes=_shapes(cfg, model, packs), custom_loss=loss_fn is not None,
-                    mode=cfg.compile_mode, packing=packs)
+    runner = Runner.build(model, cfg, device, cfg.epochs * steps_per_epoch, loss_fn is not None)
+    world = runner.world
     writer = ckpt if world.main else None  # the other ranks read checkpoints, never write
-    result.runtime = _runtime(runner, cfg)
+    result.runtime = runner.receipt(cfg)
 
     def snapshot(epoch: int, part: dict | None = None) -> dict:
         return _state(epoch, model, opt, sched, result, hooks, extra_state, part)
@@ -180,7 +128,7 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
             on_epoch(int(record["epoch"]), record)
     began = time.perf_counter()
     for epoch in range(start + 1, cfg.epochs + 1):
-        if _patience_spent(cfg, result, epoch, monitor, world):
+        if _patience_spent(cfg, result, epoch, monitor, world, device):
             break
         if _out_of_time(cfg, result, time.perf_counter() - began, start, world, device):
             break
@@ -208,18 +156,14 @@ def fit(model: nn.Module, groups: list[dict], batches: Callable[[int], Iterable[
     return result
 
 
-def _runtime(runner: Runner, cfg: TrainConfig) -> dict:
-    return {"device": str(runner.device), "world_size": runner.world.size,
-            "autocast": "bf16" if runner.device.type == "cuda" else "off",
-            "compiled": runner.compile and not runner.custom_loss, "packed": runner.packing,
-            "max_grad_norm": cfg.max_grad_norm or 0.0}
-
-
 def _patience_spent(cfg: TrainConfig, result: FitResult, epoch: int, monitor: str,
-                    world: parallel.World) -> bool:
+                    world: parallel.World, device: torch.device) -> bool:
     """Early stopping: ``train.patience`` epochs without a better validation score (said once,
-    so that a run that ends before its planned epochs explains why)."""
-    if not result.best_epoch or epoch - result.best_epoch <= cfg.patience:
+    so that a run that ends before its planned epochs explains why). Rank 0 decides for all:
+    each rank scores validation itself, and a rank that stopped alone would leave the
+    others waiting in the next all-reduce."""
+    spent = bool(result.best_epoch) and epoch - result.best_epoch > cfg.patience
+    if not parallel.from_main(spent, world, device):
         return False
     result.stopped_early = True
     if world.main:
@@ -251,28 +195,12 @@ def _state(epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
            extra: dict | None, partial: dict | None) -> dict:
     """Everything a resume needs: ``epoch`` complete epochs, plus ``partial`` progress into
     the next one (steps done, loss so far) for a mid-epoch checkpoint."""
-    cuda = {"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}
     return {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), **cuda,
+            "scheduler": sched.state_dict(), **rng_state(),
             "best_epoch": result.best_epoch, "best_metric": result.best_metric,
             "history": [{k: float(v) for k, v in h.items()} for h in result.history],
             "partial": partial or {}, **(extra or {}),
             **({"strategy": hooks.state()} if hooks else {})}
-
-
-def _shapes(cfg: TrainConfig, model: nn.Module, packs: bool) -> int:
-    """How many input shapes a compiled graph may see: padded widths bucketed by
-    ``compile_width_multiple``, or packed token counts (about 8 buckets per doubling)."""
-    widths = -(-cfg_max_width(model) // cfg.compile_width_multiple)
-    if not packs:
-        return widths
-    return 8 * (cfg.batch_size * cfg_max_width(model)).bit_length()
-
-
-def cfg_max_width(model: nn.Module) -> int:
-    """The widest text batch the model takes (for the compiled-shape budget); 1 for images."""
-    config = getattr(getattr(model, "encoder", None), "config", None)
-    return int(getattr(config, "max_position_embeddings", 1) or 1)
 
 
 def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimizer,
@@ -287,9 +215,7 @@ def _resume(ckpt: Checkpointer | None, model: nn.Module, opt: torch.optim.Optimi
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    restore_rng(state)
     result.best_epoch, result.best_metric = int(state["best_epoch"]), float(state["best_metric"])
     result.history = list(state["history"])
     result.resumed_from = int(state["epoch"])

@@ -85,8 +85,8 @@ class Text:
             return data
         multiple = multiple or pad_multiple(device.type)
         width = int(data.lengths.max()) + multiple if len(data) else multiple
-        return Resident.of(data, device, multiple) if fits_on(device, len(data) * width * 8) \
-            else data
+        return Resident.of(data, device, multiple) if fits_on(device, len(data) * width * 4) \
+            else data  # (4 bytes: Resident keeps int32 token ids)
 
     def save(self, model, processor: Any, cfg: FerryConfig, out: Path, extra: dict) -> Path:
         from ferry.models import classifier

@@ -85,10 +85,12 @@ def wrap(net: nn.Module, world: World, device: torch.device) -> nn.Module:
 
 def compiled(net: nn.Module, shapes: int, mode: str = "default") -> nn.Module:
     """``torch.compile`` with static shapes; room for ``shapes`` graphs before dynamo gives
-    up (widths are bucketed, so the count is bounded by max_length / width multiple)."""
+    up (widths are bucketed, so the count is bounded by max_length / width multiple), in
+    the per-module and the process-wide budgets (falling back to eager is silent)."""
     import torch._dynamo.config as dynamo
 
     dynamo.recompile_limit = max(dynamo.recompile_limit, shapes + 4)
+    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, shapes + 4)
     return torch.compile(net, dynamic=False, mode=None if mode == "default" else mode)
 
 
@@ -101,6 +103,18 @@ def all_mean(value: torch.Tensor, world: World) -> torch.Tensor:
     value = value.clone()
     dist.all_reduce(value)
     return value / world.size
+
+
+def from_main(flag: bool, world: World, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank: a decision each rank could take differently (float
+    ties in validation scores) but all must share, or some wait forever in a collective."""
+    if world.size == 1:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor(float(flag), device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
 
 
 def barrier(world: World) -> None:

@@ -21,8 +21,8 @@ from ferry.evaluation import calibration, metrics, task_metrics
 from ferry.files import write_atomic
 from ferry.models.tasks import Layout
 from ferry.transfer import cache, inference, modality
-from ferry.transfer.loop import resolve_device
 from ferry.transfer.records import Completion
+from ferry.transfer.runtime import resolve_device
 
 PREDICTIONS = "predictions.json"
 

@@ -19,8 +19,8 @@ from ferry.config import FerryConfig
 from ferry.data import subsets
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import inference, scoring, training
-from ferry.transfer.loop import resolve_device
 from ferry.transfer.records import Trained
+from ferry.transfer.runtime import resolve_device
 
 
 def pool_frame(cfg: FerryConfig, path: Path) -> pd.DataFrame:

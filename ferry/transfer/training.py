@@ -23,6 +23,7 @@ from ferry.evaluation import task_metrics
 from ferry.models.sources import PretrainedSource
 from ferry.models.tasks import Layout, labelled, layout_of
 from ferry.transfer import (
+    adaptation,
     cache,
     distributed,
     inference,
@@ -36,8 +37,9 @@ from ferry.transfer import (
 from ferry.transfer.batching import feature_batches
 from ferry.transfer.budget import Budget, plan_epochs
 from ferry.transfer.checkpoint import Checkpointer, identity_key
-from ferry.transfer.loop import FitResult, compiling, fit, resolve_device
+from ferry.transfer.loop import FitResult, fit
 from ferry.transfer.records import Completion, Role, Trained
+from ferry.transfer.runtime import compile_multiple, resolve_device
 
 EPOCH_KEYS = ("val_accuracy", "val_macro_f1", "val_loss")
 # Settings that change how fast training runs, not what it learns: a checkpoint made with
@@ -91,7 +93,7 @@ def _identity(cfg: FerryConfig, source: PretrainedSource, split_key: str,
     if _prototype_head(cfg, policy):
         identity["head_init"] = {"descriptions": cfg.strategy.label_descriptions,
                                  "scale": cfg.strategy.zero_shot.scale}
-    if cfg.adaptation.target_path and policy.trains and not policy.cached_features:
+    if _adapts(cfg, policy) and policy.trains:
         identity["adaptation"] = cfg.adaptation.model_dump(mode="json")
     return identity
 
@@ -237,7 +239,8 @@ def _inputs(cfg: FerryConfig, mod, policy: strategies.Strategy, model, tokenizer
             len(feats["train"]["labels"]), feats["validation"]["labels"].cpu(), cfg, device)
     data = mod.splits(cfg, tokenizer, source, split_dir, split_key)
     labels = data["validation"].labels
-    multiple = cfg.train.compile_width_multiple if compiling(cfg.train, device) else None
+    multiple = compile_multiple(cfg.train, device, model, len(data["train"]),
+                                _adapts(cfg, policy), Path(cfg.paths.cache))
     resident = False
     if cfg.train.fast:  # the splits training reads every epoch live on the device
         kept = mod.resident(data["train"], device, multiple)
@@ -252,12 +255,14 @@ def _inputs(cfg: FerryConfig, mod, policy: strategies.Strategy, model, tokenizer
 
 
 def _loss_fn(cfg: FerryConfig, policy: strategies.Strategy, tokenizer, device: torch.device):
-    """The domain-adaptation loss when a target set is configured, else the plain one."""
-    if not cfg.adaptation.target_path or policy.cached_features:
-        return None  # (text-only and single-process: checked when the config loaded)
-    from ferry.transfer import adaptation
+    """The domain-adaptation loss when a target set is configured, else the plain one
+    (text-only and single-process: checked when the config loaded)."""
+    return adaptation.mmd_loss(cfg, tokenizer, device) if _adapts(cfg, policy) else None
 
-    return adaptation.mmd_loss(cfg, tokenizer, device)
+
+def _adapts(cfg: FerryConfig, policy: strategies.Strategy) -> bool:
+    """Whether training adds domain adaptation's alignment loss (never to cached features)."""
+    return bool(cfg.adaptation.target_path) and not policy.cached_features
 
 
 def _no_training(cfg: FerryConfig, policy: strategies.Strategy, model, tokenizer, validate,

@@ -43,7 +43,7 @@ def _run(overrides):
 def test_chunked_documents_predict_alike_everywhere_and_beat_truncation(long_project):
     from ferry.data.splits import read_split
     from ferry.transfer import inference, scoring
-    from ferry.transfer.loop import resolve_device
+    from ferry.transfer.runtime import resolve_device
 
     root, overrides = long_project
     cfg, chunked = _run([*overrides, "data.chunk.pooling=attention",
