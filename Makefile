@@ -12,7 +12,7 @@ export DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_T
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup system run test bench repro clean
+.PHONY: setup system run test bench gpu-check repro clean
 setup: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
@@ -46,6 +46,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py
+
+# On a machine with a CUDA GPU: every GPU path (text and image flows, sweep, DDP, serve, predict,
+# throughput) in under 10 minutes, one pass/fail table (benchmarks/results/gpu_check.md).
+# Without a GPU it exits 2 at once and says to run `make test`.
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py
 
 repro: setup
 	$(BIN)/dvc repro
