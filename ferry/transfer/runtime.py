@@ -29,8 +29,9 @@ log = logging.getLogger("ferry.train")
 # (MiniLM-sized encoder, bf16, one GPU of the H100 class): compiling costs ~10 s per graph
 # cold (forward + backward per padded width bucket, 128 / 32 = 4 buckets: ~40 s), and saves
 # ~4 ms per step (a short-text step is launch-bound at ~10 ms eager; fusion removes about
-# half the launches). 40 s / 4 ms = 10,000 steps to break even. The default job (8.5k texts,
-# batch 32, two epochs) is ~530 steps: a few seconds per epoch eager, so auto stays eager.
+# half the launches). 40 s / 4 ms = 10,000 steps to break even. The default job (3,890
+# training texts, batch 32, two epochs) is 244 steps: seconds per epoch eager, so auto stays
+# eager. A GPU run (make gpu-check) measures both and should replace these assumptions.
 COMPILE_MIN_STEPS = 10_000
 NVIDIA_PROC = Path("/proc/driver/nvidia/version")
 CACHE_VARS = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton"}
