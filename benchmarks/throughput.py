@@ -1,41 +1,63 @@
-"""Fine-tuning throughput: Ferry's training loop vs the Hugging Face Trainer.
+"""Fine-tuning throughput: Ferry's training loop vs the Hugging Face Trainer, tuned.
 
-Each case runs both on the same device, model (random weights, built from a config), data,
-batch size and number of epochs. Epoch 1 is the warm-up (CUDA start, cuDNN autotuning,
-``torch.compile``; its seconds are printed); epoch 2 is timed, ending on a device sync.
-Cases: MiniLM-L6 and BERT-base at fixed length 128 and on the default dataset's real length
-distribution, ResNet-50 and EfficientNet-B0 at 224 px. The Trainer gets its fast settings:
-bf16, fused AdamW, TF32, length grouping, padding to multiples of 8, pinned memory, loader
-workers; Ferry runs its defaults (``train.fast``, ``train.compile: auto``). Prints samples/s,
-tokens/s, MFU (model FLOPs over the measured dense matmul rate: bf16 on a GPU, fp32 on a
-CPU), peak GPU memory and the ratio Ferry/Trainer.
+Each case runs every row on the same device, model (random weights, built from a config),
+data, batch size, clipping (``train.max_grad_norm``) and two epochs. Epoch 1 is the warm-up
+(CUDA start, cuDNN autotuning, ``torch.compile``); epoch 2 is timed, ending on a device sync;
+``finish s`` is the wall time of the whole fine-tune, setup and compile included. Rows:
+``trainer-default``, ``trainer-tuned`` (no per-step host syncs, non-blocking copies from
+pinned memory, persistent workers), ``trainer-tuned-compiled`` (``torch_compile``),
+``trainer-packed`` (padding-free), ``ferry`` (``train.packing: off``) and ``ferry-packed``
+(``on``); ``throughput_loops.py`` has the exact settings. Every row runs ``--repeats`` times,
+the order reversed on every other repeat, caches freed between runs; the table prints
+medians with min-max, tokens/s (real tokens), MFU over the measured dense matmul rate (bf16
+on a GPU, fp32 on a CPU) and over the device's data-sheet dense bf16 peak (``spec%``; "-"
+for a device not in ``throughput_report.SPEC_BF16``), peak GPU memory, and the ratios Ferry
+and Ferry packed over the best Trainer row. Images have no packed rows (nothing to unpad).
+
+Packing for the Trainer. transformers 5.23 detects packed sequences from ``position_ids``
+only in ``masking_utils.create_causal_mask`` (decoders) and in the flash-attention kernels;
+BERT is an encoder: ``create_bidirectional_mask`` is called without ``position_ids``, so
+with ``attn_implementation="sdpa"`` and ``DataCollatorWithFlattening`` every token would
+attend across the whole packed row (no flash-attn wheel here, and none for the CPU). The
+Trainer therefore gets what Ferry has: the collator (``DataCollatorWithFlattening`` with
+``seq_idx``) flattens the batch with restarting ``position_ids``, and the model builds the
+4-D boolean block-diagonal mask on the device (``ferry.models.packed``), the same exact
+attention and per-text pooling; the line ``packed agreement`` checks Ferry's packed step
+against its padded one. transformers' collator makes one row of the whole batch, so SDPA's
+masked attention costs (batch tokens)^2; ``--trainer-packing rows`` gives the Trainer
+Ferry's layout instead (texts first-fit into rows of 128 tokens), isolating the loops.
+
+TF32 is one process-wide setting made once, as Ferry makes it (``set_tf32``: the
+``torch.backends.cuda.matmul.fp32_precision`` API); the Trainer gets ``tf32=None``.
 
     python benchmarks/throughput.py                 # on a GPU: the full cases
-    python benchmarks/throughput.py --smoke         # tiny sizes on the CPU (CI runs this)
-    python benchmarks/throughput.py --cases minilm-128 bert-base-128 --samples 8192
+    python benchmarks/throughput.py --smoke         # tiny sizes on the CPU (CI runs this;
+                                                    # 1 thread, the Trainer compiled with
+                                                    # aot_eager: the code paths, not speeds)
+    python benchmarks/throughput.py --cases minilm-real --samples 512 --repeats 3
+    python benchmarks/throughput.py --rows trainer-tuned ferry ferry-packed
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import io
+import functools
+import gc
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from throughput_loops import Case, sync
+from throughput_report import HEADER, ROWS, packed_agreement, report, run_case, spec_peak
 
-from ferry.config import AugmentConfig, FerryConfig, ModelConfig, TrainConfig
+from ferry.config import AugmentConfig, FerryConfig, ModelConfig
 from ferry.data import recipes
 from ferry.data.loading import read_table
 from ferry.data.splits import split_frame
 from ferry.env import apply_offline_defaults
-from ferry.transfer import strategies
-from ferry.transfer.batching import Encoded, Pixels, Resident, image_batches, resident_batches
-from ferry.transfer.loop import compiling, fit, resolve_device
+from ferry.transfer.batching import Encoded, Pixels
+from ferry.transfer.loop import resolve_device
 
 TEXT = {"minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                        intermediate_size=1536),
@@ -46,25 +68,7 @@ TEXT = {"minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads
 VISION = {"resnet50": "resnet50", "efficientnet": "efficientnet_b0", "tiny-cnn": "resnet10t"}
 CASES = ["minilm-128", "minilm-real", "bert-base-128", "bert-base-real", "resnet50-224",
          "efficientnet-224"]
-SMOKE = ["tiny-128", "tiny-real", "tiny-cnn-64"]
-
-
-@dataclasses.dataclass
-class Case:
-    name: str
-    model: str
-    kind: str  # text | image
-    length: str | int = 128  # 128, or "real" (the default dataset's texts); image: pixels
-
-
-@dataclasses.dataclass
-class Measure:
-    seconds: float
-    samples: int
-    tokens: int
-    flops: float
-    warmup: float
-    peak_gib: float | None
+SMOKE = ["tiny-32", "tiny-real", "tiny-cnn-32"]
 
 
 def parse_case(name: str) -> Case:
@@ -76,8 +80,10 @@ def parse_case(name: str) -> Case:
 
 # ---- data -------------------------------------------------------------------------------
 
+@functools.cache
 def load_texts(n: int) -> tuple[list[str], list[int]]:
-    """The default dataset's training texts (rebuilt from the recipe into a temp folder)."""
+    """The default dataset's training texts (rebuilt from the recipe into a temp folder,
+    once per process)."""
     cfg = FerryConfig()
     path = recipes.build("rotten-tomatoes", Path(tempfile.mkdtemp()) / "rt.csv")
     train = split_frame(read_table(path, ["text", "label"]), cfg.data.model_copy(
@@ -134,8 +140,9 @@ def image_model(name: str) -> torch.nn.Module:
 
 def train_flops(model: torch.nn.Module, case: Case, data) -> float:
     """Training FLOPs of one epoch: 3x the forward pass. Text: 2 FLOPs per non-embedding
-    parameter per real token plus attention's 4*layers*hidden*len^2 per sequence; images:
-    the forward pass counted by torch's FlopCounterMode on one image."""
+    parameter per real token plus attention's 4*layers*hidden*len^2 per sequence (the useful
+    work: a packed row's masked-out attention and a padded batch's pads are not counted);
+    images: the forward pass counted by torch's FlopCounterMode on one image."""
     if case.kind == "text":
         cfg = model.encoder.config
         emb = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
@@ -159,188 +166,104 @@ def matmul_peak(device: torch.device) -> float:
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    _sync(device)
+    sync(device)
     reps, began = 20 if device.type == "cuda" else 10, time.perf_counter()
     for _ in range(reps):
         a @ b
-    _sync(device)
+    sync(device)
     return 2 * n ** 3 * reps / (time.perf_counter() - began)
 
 
-# ---- the two loops ----------------------------------------------------------------------
-
-def run_ferry(model, case: Case, data, args, device) -> Measure:
-    """Ferry's ``fit`` as the flow calls it (resident data, compile on a GPU), two epochs."""
-    cfg = TrainConfig(epochs=2, batch_size=args.batch_size, device=device.type,
-                      log_every=10**9, patience=5, lr=5e-5, compile=args.ferry_compile,
-                      compile_mode=args.compile_mode)
-    groups = strategies.Full(backbone_lr_factor=1.0).configure(model, cfg.lr, 0.01)
-    multiple = cfg.compile_width_multiple if compiling(cfg, device) else 8
-    if case.kind == "text":
-        res = Resident.of(data, device, multiple)
-        batches = lambda e: resident_batches(res, args.batch_size, e, multiple)  # noqa: E731
-    else:
-        pixels = data.to(device)
-        batches = lambda e: image_batches(pixels, args.batch_size, e)  # noqa: E731
-    _reset_peak(device)
-    result = fit(model, groups, batches, -(-len(data) // args.batch_size),
-                 lambda net: {"val_accuracy": 0.0}, cfg, None)
-    first, last = result.history
-    return Measure(last["epoch_seconds"], len(data), _tokens(case, data), 0.0,
-                   first["epoch_seconds"], _peak(device))
-
-
-class _LossModel(torch.nn.Module):
-    """Ferry's classifier behind the Trainer's (inputs..., labels) -> {'loss'} interface."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, labels=None, **batch):
-        logits = self.inner(batch)
-        return {"loss": torch.nn.functional.cross_entropy(logits.float(), labels),
-                "logits": logits}
-
-
-def run_trainer(model, case: Case, data, args, device) -> Measure:
-    from datasets_shim import ListDataset
-    from transformers import (
-        DataCollatorWithPadding,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-        default_data_collator,
-    )
-
-    class EpochTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.marks: list[float] = []
-
-        def on_epoch_begin(self, *a, **k):
-            _sync(device)
-            self.marks.append(time.perf_counter())
-
-        def on_epoch_end(self, *a, **k):
-            _sync(device)
-            self.marks.append(time.perf_counter())
-
-    gpu = device.type == "cuda"
-    if case.kind == "text":
-        rows = [{"input_ids": data.ids[data.offsets[i]:data.offsets[i + 1]].tolist(),
-                 "labels": int(data.labels[i])} for i in range(len(data))]
-        from transformers import PreTrainedTokenizerFast
-
-        collator = DataCollatorWithPadding(_pad_only_tokenizer(PreTrainedTokenizerFast),
-                                           pad_to_multiple_of=8)
-    else:
-        rows = [{"pixel_values": data.pixels[i], "labels": int(data.labels[i])}
-                for i in range(len(data))]
-        collator = default_data_collator
-    targs = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size,
-        num_train_epochs=2, learning_rate=5e-5, bf16=gpu, tf32=gpu or None,
-        train_sampling_strategy="group_by_length" if case.kind == "text" else "random",
-        report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
-        dataloader_num_workers=2 if gpu else 0, dataloader_pin_memory=gpu,
-        use_cpu=not gpu, optim="adamw_torch_fused", lr_scheduler_type="linear",
-        warmup_steps=0.1, seed=0, remove_unused_columns=False)
-    timer = EpochTimer()
-    trainer = Trainer(model=_LossModel(model), args=targs, train_dataset=ListDataset(rows),
-                      data_collator=collator, callbacks=[timer])
-    _reset_peak(device)
-    with contextlib.redirect_stdout(io.StringIO()):  # its end-of-training metrics line
-        trainer.train()
-    t0, t1, t2, t3 = timer.marks
-    return Measure(t3 - t2, len(data), _tokens(case, data), 0.0, t1 - t0, _peak(device))
-
-
-def _pad_only_tokenizer(cls):
-    """The smallest tokenizer object DataCollatorWithPadding can pad with (pad id 0)."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-
-    tok = cls(tokenizer_object=Tokenizer(WordLevel({"[PAD]": 0, "[UNK]": 1}, "[UNK]")))
-    tok.pad_token = "[PAD]"
-    return tok
-
-
-# ---- running and printing ---------------------------------------------------------------
-
-def _tokens(case: Case, data) -> int:
-    return int(data.lengths.sum()) if case.kind == "text" else 0
-
-
-def _sync(device: torch.device) -> None:
+def set_tf32(device: torch.device) -> None:
+    """TF32 for fp32 matmuls and convolutions on a GPU, once for the process, with Ferry's
+    own call (``ferry.transfer.runtime.tf32``: the per-backend ``fp32_precision`` API, the
+    legacy precision kept in step); the Trainer's ``tf32=None`` leaves it, and the generic
+    switch its ``torch_compile`` flips is put back (``throughput_loops.training_args``)."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        from ferry.transfer.runtime import tf32
+
+        tf32()
 
 
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+# ---- running ----------------------------------------------------------------------------
 
-
-def _peak(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-
-
-def measure(case: Case, args, device) -> dict[str, Measure]:
-    build: Callable = text_model if case.kind == "text" else image_model
-    size = case.length if case.kind == "image" else 0
-    data = text_data(case, args.samples) if case.kind == "text" else \
-        image_data(int(size), args.image_samples)
-    flops = train_flops(build(case.model), case, data)
-    out = {}
-    for name, runner in (("trainer", run_trainer), ("ferry", run_ferry)):
-        m = runner(build(case.model), case, data, args, device)
-        m.flops = flops
-        out[name] = m
-    return out
-
-
-def report(case: Case, results: dict[str, Measure], peak: float) -> None:
-    for name, m in results.items():
-        rate = m.samples / m.seconds
-        tokens = f"{m.tokens / m.seconds:>11.0f}" if m.tokens else f"{'-':>11}"
-        mem = f"{m.peak_gib:>8.1f}" if m.peak_gib is not None else f"{'-':>8}"
-        mfu = 100 * m.flops / m.seconds / peak
-        print(f"{case.name:<18}{name:<9}{rate:>10.1f}{tokens}{mfu:>7.1f}{mem}{m.warmup:>9.1f}")
-    ratio = results["trainer"].seconds / results["ferry"].seconds
-    print(f"{case.name:<18}{'ratio':<9}{ratio:>9.2f}x  ferry/trainer samples/s")
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=None, help=f"default: {' '.join(CASES)}")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS,
+                        help="the loops to run (default: all)")
     parser.add_argument("--smoke", action="store_true", help="tiny models and sizes (CPU/CI)")
     parser.add_argument("--samples", type=int, default=None, help="texts per epoch")
     parser.add_argument("--image-samples", type=int, default=None, help="images per epoch")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per row (medians)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's; --smoke: 1)")
     parser.add_argument("--ferry-compile", default="auto", choices=["auto", "on", "off"])
-    parser.add_argument("--compile-mode", default="default")
-    args = parser.parse_args()
+    parser.add_argument("--compile-mode", default="default", help="both sides' torch.compile")
+    parser.add_argument("--trainer-compile-backend", default=None,
+                        help="default: inductor; --smoke on a CPU: aot_eager (no C++ codegen)")
+    parser.add_argument("--trainer-packing", default="flatten", choices=["flatten", "rows"],
+                        help="trainer-packed: transformers' one-row flattening collator, or "
+                        "Ferry's rows of 128 tokens")
+    return parser.parse_args()
+
+
+def agreement_line(args) -> str:
+    """The packed Ferry step against the padded one on one tiny real-text batch (fp32)."""
+    enc = text_data(Case("tiny-real", "tiny", "text", "real"), args.samples)
+    d = packed_agreement(text_model("tiny"), enc, min(args.batch_size, 16))
+    return (f"packed agreement (tiny BERT, fp32, {d['tokens']} tokens packed vs "
+            f"{d['padded']} padded): max|dlogits| {d['logits']:.2e}  |dloss| "
+            f"{d['loss']:.2e}  max|dgrad| {d['grad']:.2e}")
+
+
+def main() -> None:
+    args = parse_args()
     apply_offline_defaults()
     device = resolve_device(args.device)
+    set_tf32(device)
     gpu = device.type == "cuda"
     if args.smoke:
-        args.batch_size = min(args.batch_size, 16)
-    args.samples = args.samples or (8192 if gpu else 64 if args.smoke else 128)
-    args.image_samples = args.image_samples or (2048 if gpu else 32)
-    names = args.cases or (SMOKE if args.smoke else CASES)
-    peak = matmul_peak(device)
-    label = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} " \
-        "threads)"
+        args.batch_size = min(args.batch_size, 8)
+        # One thread: tiny ops on a shared CI machine otherwise wait at OpenMP barriers on a
+        # descheduled second thread (measured here: 0.1 s per run alone, 4 s beside a busy
+        # process); smoke figures are not speeds anyway.
+        args.threads = args.threads or 1
+        if not gpu:  # a cold inductor cache compiles C++ for ~70 s here; CI's is always cold
+            args.trainer_compile_backend = args.trainer_compile_backend or "aot_eager"
+    args.trainer_compile_backend = args.trainer_compile_backend or "inductor"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.samples = args.samples or (8192 if gpu else 16 if args.smoke else 128)
+    args.image_samples = args.image_samples or (2048 if gpu else 8 if args.smoke else 32)
+    measured = matmul_peak(device)
+    label = torch.cuda.get_device_name(device) if gpu else \
+        f"CPU ({torch.get_num_threads()} threads)"
+    spec = spec_peak(label) if gpu else None
     print(f"device: {label}; measured {'bf16' if gpu else 'fp32'} matmul peak "
-          f"{peak / 1e12:.1f} TFLOP/s; batch {args.batch_size}; {args.samples} texts / "
-          f"{args.image_samples} images per epoch; torch {torch.__version__}")
-    print(f"{'case':<18}{'loop':<9}{'samples/s':>10}{'tokens/s':>11}{'MFU%':>7}"
-          f"{'peakGiB':>8}{'warmup s':>9}")
-    for name in names:
+          f"{measured / 1e12:.1f} TFLOP/s; spec dense bf16 "
+          f"{f'{spec / 1e12:.0f} TFLOP/s' if spec else '-'}; batch {args.batch_size}; "
+          f"{args.samples} texts / {args.image_samples} images per epoch; {args.repeats} "
+          f"repeats; Trainer compile backend {args.trainer_compile_backend}; torch "
+          f"{torch.__version__}")
+    print(agreement_line(args))
+    print(HEADER)
+    # Long-lived objects (torch, transformers, the data) out of the collector's sight: the
+    # gc.collect between runs, and accelerate's at every train() start and end, then take
+    # milliseconds instead of ~0.5 s of scanning the imported modules on every run.
+    gc.collect()
+    gc.freeze()
+    for name in args.cases or (SMOKE if args.smoke else CASES):
         case = parse_case(name)
-        report(case, measure(case, args, device), peak)
+        build = text_model if case.kind == "text" else image_model
+        data = text_data(case, args.samples) if case.kind == "text" else \
+            image_data(int(case.length), args.image_samples)
+        flops = train_flops(build(case.model), case, data)
+        tokens = int(data.lengths.sum()) if case.kind == "text" else 0
+        runs = run_case(case, build, data, args, device)
+        report(case, runs, len(data), tokens, flops, (measured, spec), args, device)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,18 @@ def in_thread(flow: Callable, *args) -> tuple[threading.Thread, dict]:
         except BaseException as exc:
             out["error"] = exc
 
-    thread = threading.Thread(target=work)
+    thread = threading.Thread(target=work, daemon=True)  # a hung flow must not hang the exit
     thread.start()
     return thread, out
+
+
+def join_all(started: list[tuple[threading.Thread, dict]], seconds: float) -> list[dict]:
+    """Wait at most ``seconds`` in all for threads from ``in_thread``; their outputs, each
+    with an ``error`` saying so when its thread did not finish in time."""
+    deadline = time.monotonic() + seconds
+    for thread, out in started:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            out.setdefault("error", TimeoutError(f"{thread.name} still running after "
+                                                 f"{seconds:.0f} s"))
+    return [out for _, out in started]

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from ferry.config import load_config
 from tests.conftest import review_rows, tiny_overrides, write_csv
-from tests.servers import Server, in_thread
+from tests.servers import Server, in_thread, join_all
 
 RUNS = 10
 
@@ -40,11 +40,10 @@ def test_ten_concurrent_runs_then_concurrent_promotions(server, project, tiny_be
             "promotion.min_macro_f1=0", "promotion.margin=0", "promotion.max_recall_drop=1"]
     started = [in_thread(transfer, load_config(None, [*base, f"train.seed={i}"]))
                for i in range(RUNS)]
-    for thread, _ in started:
-        thread.join(900)
-    errors = [out.get("error") for _, out in started if "error" in out]
+    outs = join_all(started, 480)
+    errors = [out["error"] for out in outs if "error" in out]
     assert not errors, errors
-    results = [out["result"] for _, out in started]
+    results = [out["result"] for out in outs]
 
     mc = MlflowClient(server.uri)
     versions = mc.search_model_versions("name='tiny'")
@@ -63,10 +62,9 @@ def test_ten_concurrent_runs_then_concurrent_promotions(server, project, tiny_be
     candidates = [2, 4, 6, 8, 10]
     promos = [in_thread(promote, load_config(None, [*base, f"promotion.challenger_version={v}"]))
               for v in candidates]
-    for thread, _ in promos:
-        thread.join(900)
-    assert not [out["error"] for _, out in promos if "error" in out]
-    decisions = [out["result"] for _, out in promos]
+    outs = join_all(promos, 240)
+    assert not [out["error"] for out in outs if "error" in out]
+    decisions = [out["result"] for out in outs]
     # serialised: ordered by when they moved the alias, each promotion replaced the previous
     promoted = sorted((d for d in decisions if d["promote"]),
                       key=lambda d: float(mc.get_model_version("tiny", d["challenger"])

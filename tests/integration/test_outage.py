@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from ferry.config import load_config
 from ferry.errors import FerryError
 from tests.conftest import review_rows, tiny_overrides, write_csv
-from tests.servers import Server, in_thread
+from tests.servers import Server, in_thread, join_all
 
 
 def transfer_flow():
@@ -56,7 +56,7 @@ def test_flow_waits_out_an_outage_and_registers_a_loadable_model(server, project
     time.sleep(8)
     server.start()
     outage = time.monotonic() - down
-    thread.join(600)
+    join_all([(thread, out)], 300)
     assert "error" not in out, out.get("error")
     run_id = out["result"]["run_id"]
     mc = MlflowClient(server.uri)
@@ -80,7 +80,7 @@ def test_outage_longer_than_the_window_fails_clearly_and_registers_nothing(
     thread, out = in_thread(transfer_flow(), cfg)
     _wait_for_metric(server.uri, "val_accuracy")
     server.stop()
-    thread.join(600)
+    join_all([(thread, out)], 300)
     assert isinstance(out.get("error"), FerryError)
     assert "unreachable for 5 s" in str(out["error"])
     server.start()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from ferry.errors import ConfigError
 from ferry.models.classifier import Head, load_encoder
 from ferry.models.sources import PretrainedSource
 from ferry.transfer import batching, loop, runtime
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CUDA = torch.device("cuda")
 CPU = torch.device("cpu")
@@ -140,21 +143,14 @@ def _no_all_gpus(*args, **kwargs):
     raise AssertionError("every GPU's RNG state touched")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _early_stop_rank(rank: int, port: int, out: str) -> None:
+def _early_stop_rank(rank: int, store: str, out: str) -> None:
     """One gloo process: rank 0 and rank 1 see different best epochs (as float ties in
     validation may make them); both must take rank 0's decision."""
     import torch.distributed as dist
 
     from ferry.transfer import parallel
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         world, cfg = parallel.current(), TrainConfig(epochs=10, patience=1)
         decisions = []
@@ -167,11 +163,19 @@ def _early_stop_rank(rank: int, port: int, out: str) -> None:
 
 
 def test_ddp_ranks_take_rank_zeros_early_stopping_decision(tmp_path):
-    import torch.multiprocessing as mp
-
-    # fork: the ranks start with torch already imported (a spawned one takes ~6 s to import)
-    mp.start_processes(_early_stop_rank, args=(_free_port(), str(tmp_path)), nprocs=2,
-                       join=True, start_method="fork")
+    # Fresh interpreters, not forks: a fork of the test process inherits its threads' held
+    # locks (the Prefect harness, logging) and may die or hang; a file store needs no port.
+    code = ("import sys; from tests.unit.test_cuda_paths import _early_stop_rank; "
+            "_early_stop_rank(int(sys.argv[1]), sys.argv[2], sys.argv[3])")
+    ranks = [subprocess.Popen([sys.executable, "-c", code, str(rank), str(tmp_path / "store"),
+                               str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    try:
+        errors = [rank.communicate(timeout=180)[1] for rank in ranks]
+    finally:
+        for rank in ranks:
+            rank.kill()
+    assert [rank.returncode for rank in ranks] == [0, 0], errors
     for rank in (0, 1):
         assert json.loads((tmp_path / f"{rank}.json").read_text()) == [False, True]
 
