@@ -37,8 +37,9 @@ sweep       `ferry sweep` (1 epoch) with sweep.concurrency auto: one at a time o
 nproc       `ferry run --nproc N`, N = the GPUs present (DDP over NCCL): world size N on cuda;
             with one GPU Ferry trains in-process, so NCCL's all-reduce runs under torchrun alone
     tests/integration/test_distributed.py::test_two_gloo_processes_match_one
-throughput  benchmarks/throughput.py --cases minilm-real bert-base-128 --repeats 1 (Ferry vs
-            the Trainer): a ratio line per case; what it printed goes into the report verbatim
+throughput  benchmarks/throughput.py, cases minilm-real, bert-base-real, bert-base-128 (the three
+            targets), --repeats 1 (Ferry vs the Trainer): a ratio line per case; what it
+            printed goes into the report verbatim
     tests/integration/test_benchmark.py::test_throughput_benchmark_smoke
 """
 
@@ -62,7 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")
 NO_GPU = ("gpu_check: needs a CUDA GPU ({why}); on this machine run the CPU tests instead: "
           "make test")
-THROUGHPUT_CASES = ("minilm-real", "bert-base-128")
+THROUGHPUT_CASES = ("minilm-real", "bert-base-real", "bert-base-128")  # the three targets
 TEXTS = ["A moving, beautifully acted film.", "A dull, lifeless mess.", "Funny and warm.",
          "Two hours I will never get back.", "A triumph.", "Boring, predictable and long.",
          "The cast is superb.", "It never finds its footing."]
