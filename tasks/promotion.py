@@ -35,10 +35,14 @@ def registry_lock(model: str, timeout_s: float = 3600) -> Iterator[None]:
     """One champion decision per registered model at a time."""
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
 
     name = f"ferry-registry-{model}"
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
+        try:  # Prefect's upsert reads then creates (documented as not atomic): two
+            client.upsert_global_concurrency_limit_by_name(name, 1)  # first promotions race
+        except ObjectAlreadyExists:  # the other one created the same limit of 1: use it
+            pass
     with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
         yield
 

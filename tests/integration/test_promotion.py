@@ -205,3 +205,26 @@ def test_registered_version_carries_its_model_card(trained):
     assert version.tags["pretrained.sha256"] in card and version.tags["data.md5"] in card
     names = {a.path for a in tracking.client(cfg, root).list_artifacts(run_id)}
     assert "model_card.md" in names
+
+
+def test_registry_lock_survives_losing_the_race_to_create_it(prefect_harness, monkeypatch):
+    """Two first promotions both read "no limit yet"; the slower create gets a 409. The loser
+    must take the winner's lock, not fail (CI saw ObjectAlreadyExists from this race)."""
+    from prefect.client.orchestration import SyncPrefectClient, get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks.promotion import registry_lock
+
+    name = "race-model"
+    with registry_lock(name):  # the winner creates the limit
+        pass
+
+    def not_yet(self, limit_name):  # what the loser read before the winner's create landed
+        raise ObjectNotFound(http_exc=Exception(limit_name))
+
+    monkeypatch.setattr(SyncPrefectClient, "read_global_concurrency_limit_by_name", not_yet)
+    with registry_lock(name):  # the loser: its create answers 409, and it still holds the lock
+        monkeypatch.undo()
+        with get_client(sync_client=True) as client:
+            limit = client.read_global_concurrency_limit_by_name(f"ferry-registry-{name}")
+        assert (limit.limit, limit.active_slots) == (1, 1)
