@@ -5,6 +5,7 @@ Prefect API the flow runs against) from reading the champion to moving it, so co
 promotions are decided one after the other, each against the champion of its moment.
 """
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -38,11 +39,10 @@ def registry_lock(model: str, timeout_s: float = 3600) -> Iterator[None]:
     from prefect.exceptions import ObjectAlreadyExists
 
     name = f"ferry-registry-{model}"
-    with get_client(sync_client=True) as client:
-        try:  # Prefect's upsert reads then creates (documented as not atomic): two
-            client.upsert_global_concurrency_limit_by_name(name, 1)  # first promotions race
-        except ObjectAlreadyExists:  # the other one created the same limit of 1: use it
-            pass
+    # Prefect's upsert reads, then creates (documented as not atomic): when two first
+    # promotions race, the loser's create is a 409, and the winner's limit of 1 serves.
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.upsert_global_concurrency_limit_by_name(name, 1)
     with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
         yield
 

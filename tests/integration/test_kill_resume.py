@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from ferry.transfer.checkpoint import LAST, Checkpointer
 from tests.conftest import review_rows, tiny_overrides, write_csv
 
-STEPS_PER_EPOCH = 1600 // 8  # 1,600 train rows (80% of 2,000) / batch 8
+STEPS_PER_EPOCH = 800 // 8  # 800 train rows (80% of 1,000) / batch 8
 
 
 def _command(overrides: list[str]) -> list[str]:
@@ -38,7 +38,7 @@ def _folder(root: Path, ckpts: str) -> Path | None:
 
 
 def test_sigkill_mid_training_resumes_where_it_stopped(tmp_path, tiny_bert, cli_env):
-    data = write_csv(tmp_path / "reviews.csv", review_rows(2000))
+    data = write_csv(tmp_path / "reviews.csv", review_rows(1000))
     base = [*tiny_overrides(tiny_bert, data), "train.epochs=4", "train.batch_size=8",
             "train.checkpoint_every=10", "train.patience=4", "baseline=none",
             "shift.enabled=false", "train.device=cpu"]
