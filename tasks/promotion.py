@@ -5,9 +5,8 @@ Prefect API the flow runs against) from reading the champion to moving it, so co
 promotions are decided one after the other, each against the champion of its moment.
 """
 
-import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from prefect import task
 
@@ -41,7 +40,7 @@ def registry_lock(model: str, timeout_s: float = 3600) -> Iterator[None]:
     name = f"ferry-registry-{model}"
     # Prefect's upsert reads, then creates (documented as not atomic): when two first
     # promotions race, the loser's create is a 409, and the winner's limit of 1 serves.
-    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
         client.upsert_global_concurrency_limit_by_name(name, 1)
     with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True):
         yield
